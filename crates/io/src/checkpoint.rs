@@ -1,0 +1,472 @@
+//! [`Checkpoint`]: one type for a set of named tensors, whatever the file format.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::tensor::{Buf, Entry, TensorInfo, TensorView};
+use crate::{gguf, npy, onnx, pytorch, safetensors, zipfs};
+
+/// The file format a checkpoint was read from, detected from its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// A single `.safetensors` file.
+    Safetensors,
+    /// Several safetensors shards (a directory or a `*.safetensors.index.json`).
+    ShardedSafetensors,
+    /// A `torch.save` zip archive (PyTorch ≥ 1.6).
+    PyTorch,
+    /// Several PyTorch shards (`pytorch_model.bin.index.json`).
+    ShardedPyTorch,
+    /// A legacy (pre-1.6) `torch.save` pickle stream.
+    PyTorchLegacy,
+    /// A TorchScript archive (`torch.jit.save`).
+    TorchScript,
+    /// GGUF v2/v3 (llama.cpp).
+    Gguf,
+    /// A single NumPy `.npy` array.
+    Npy,
+    /// A NumPy `.npz` archive.
+    Npz,
+    /// ONNX model initializers and constants.
+    Onnx,
+}
+
+impl Format {
+    /// Short lowercase name, used in `inspect --json` output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Safetensors => "safetensors",
+            Format::ShardedSafetensors => "safetensors-sharded",
+            Format::PyTorch => "pytorch",
+            Format::ShardedPyTorch => "pytorch-sharded",
+            Format::PyTorchLegacy => "pytorch-legacy",
+            Format::TorchScript => "torchscript",
+            Format::Gguf => "gguf",
+            Format::Npy => "npy",
+            Format::Npz => "npz",
+            Format::Onnx => "onnx",
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a format reader returns: tensors in file order and file-level metadata.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The detected format.
+    pub format: Format,
+    /// Tensors in the order the file lists them.
+    pub entries: Vec<Entry>,
+    /// File-level metadata (safetensors `__metadata__`, GGUF key/values, non-tensor pickle
+    /// leaves, ONNX producer, ...).
+    pub metadata: BTreeMap<String, Value>,
+}
+
+/// A set of named tensors read from one file, a sharded set of files, or a model directory.
+///
+/// Tensors keep the order of the file. Reading the checkpoint reads headers only; tensor bytes
+/// are borrowed from a memory map when the format stores them contiguously and little-endian,
+/// and produced on demand otherwise.
+#[derive(Debug)]
+pub struct Checkpoint {
+    path: PathBuf,
+    format: Format,
+    entries: Vec<Entry>,
+    index: HashMap<String, usize>,
+    metadata: BTreeMap<String, Value>,
+    files: Vec<PathBuf>,
+}
+
+/// Index files that make a directory one sharded checkpoint, in order of preference.
+const INDEX_SUFFIXES: [&str; 2] = [".safetensors.index.json", ".bin.index.json"];
+
+impl Checkpoint {
+    /// Opens a checkpoint: a weights file of any supported format (detected from its bytes, not
+    /// its extension), a `*.index.json` of a sharded checkpoint, or a model directory.
+    pub fn open(path: impl AsRef<Path>) -> Result<Checkpoint> {
+        let path = path.as_ref();
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            return Self::open_dir(path);
+        }
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.ends_with(".index.json") {
+            return Self::open_index(path);
+        }
+        let parsed = open_file(path)?;
+        Self::from_parsed(path, parsed, vec![path.to_path_buf()])
+    }
+
+    /// Builds a checkpoint from a reader's output, checking names are unique.
+    fn from_parsed(path: &Path, parsed: Parsed, files: Vec<PathBuf>) -> Result<Checkpoint> {
+        let mut index = HashMap::with_capacity(parsed.entries.len());
+        for (i, e) in parsed.entries.iter().enumerate() {
+            if index.insert(e.info.name.clone(), i).is_some() {
+                return Err(Error::invalid(path, "tensor name appears more than once")
+                    .with_tensor(&e.info.name));
+            }
+        }
+        Ok(Checkpoint {
+            path: path.to_path_buf(),
+            format: parsed.format,
+            entries: parsed.entries,
+            index,
+            metadata: parsed.metadata,
+            files,
+        })
+    }
+
+    fn open_dir(dir: &Path) -> Result<Checkpoint> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        let fname = |p: &PathBuf| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        for suffix in INDEX_SUFFIXES {
+            if let Some(idx) = files.iter().find(|p| fname(p).ends_with(suffix)) {
+                return Self::open_index(idx);
+            }
+        }
+        let st: Vec<PathBuf> = files
+            .iter()
+            .filter(|p| fname(p).ends_with(".safetensors"))
+            .cloned()
+            .collect();
+        match st.len() {
+            0 => {}
+            1 => {
+                let parsed = open_file(&st[0])?;
+                return Self::from_parsed(&st[0], parsed, st.clone());
+            }
+            _ => return Self::open_shards(dir, &st, None),
+        }
+        // Otherwise: the one file in the directory that holds weights.
+        let weights: Vec<PathBuf> = files
+            .iter()
+            .filter(|p| {
+                let n = fname(p);
+                !(n.ends_with(".json") || n.ends_with(".txt") || n.ends_with(".md"))
+                    && sniff_path(p).is_some()
+            })
+            .cloned()
+            .collect();
+        match weights.len() {
+            1 => Self::open(&weights[0]),
+            0 => Err(Error::new(
+                dir,
+                ErrorKind::UnknownFormat("the directory holds no weights file".into()),
+            )),
+            _ => Err(Error::new(
+                dir,
+                ErrorKind::UnknownFormat(format!(
+                    "the directory holds several weights files and no index: {}",
+                    weights
+                        .iter()
+                        .map(|p| fname(p))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            )),
+        }
+    }
+
+    /// Opens a sharded checkpoint from its `*.index.json` (`{"metadata":{…},"weight_map":{name:
+    /// shard}}`): every tensor named in the weight map must be found in its shard.
+    fn open_index(index_path: &Path) -> Result<Checkpoint> {
+        let text = std::fs::read(index_path).map_err(|e| Error::io(index_path, e))?;
+        let json: Value = serde_json::from_slice(&text)
+            .map_err(|e| Error::new(index_path, ErrorKind::InvalidHeader(e.to_string())))?;
+        let map = json
+            .get("weight_map")
+            .and_then(Value::as_object)
+            .ok_or_else(|| Error::invalid(index_path, "index has no `weight_map` object"))?;
+        let dir = index_path.parent().unwrap_or(Path::new("."));
+        let mut shards: Vec<PathBuf> = Vec::new();
+        let mut wanted: HashMap<&str, &str> = HashMap::new();
+        for (tensor, shard) in map {
+            let shard = shard.as_str().ok_or_else(|| {
+                Error::invalid(index_path, "weight_map value is not a file name")
+                    .with_tensor(tensor)
+            })?;
+            if shard.contains("..") || Path::new(shard).is_absolute() {
+                return Err(Error::invalid(
+                    index_path,
+                    format!("shard path `{shard}` leaves the checkpoint directory"),
+                )
+                .with_tensor(tensor));
+            }
+            let p = dir.join(shard);
+            if !shards.contains(&p) {
+                shards.push(p);
+            }
+            wanted.insert(tensor.as_str(), shard);
+        }
+        shards.sort();
+        let mut ck = Self::open_shards(index_path, &shards, Some(&wanted))?;
+        if let Some(m) = json.get("metadata").and_then(Value::as_object) {
+            for (k, v) in m {
+                ck.metadata.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(ck)
+    }
+
+    /// Combines shard files into one checkpoint. With a weight map, checks each listed tensor is
+    /// in the shard the map names and keeps only listed tensors.
+    fn open_shards(
+        path: &Path,
+        shards: &[PathBuf],
+        wanted: Option<&HashMap<&str, &str>>,
+    ) -> Result<Checkpoint> {
+        let mut entries = Vec::new();
+        let mut metadata = BTreeMap::new();
+        let mut format = None;
+        let mut found = 0usize;
+        for shard in shards {
+            let parsed = open_file(shard)?;
+            format = Some(match parsed.format {
+                Format::Safetensors => Format::ShardedSafetensors,
+                Format::PyTorch | Format::PyTorchLegacy => Format::ShardedPyTorch,
+                f => f,
+            });
+            let shard_name = shard.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            for e in parsed.entries {
+                if let Some(w) = wanted {
+                    match w.get(e.info.name.as_str()) {
+                        Some(s)
+                            if Path::new(s).file_name().and_then(|n| n.to_str())
+                                == Some(shard_name) =>
+                        {
+                            found += 1
+                        }
+                        _ => continue,
+                    }
+                }
+                entries.push(e);
+            }
+            for (k, v) in parsed.metadata {
+                metadata.entry(k).or_insert(v);
+            }
+        }
+        if let Some(w) = wanted
+            && found != w.len()
+        {
+            let have: std::collections::HashSet<&str> =
+                entries.iter().map(|e| e.info.name.as_str()).collect();
+            let missing = w.keys().find(|k| !have.contains(*k)).unwrap();
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "the index lists this tensor in `{}`, which does not hold it",
+                    w[missing]
+                ),
+            )
+            .with_tensor(*missing));
+        }
+        let parsed = Parsed {
+            format: format.unwrap_or(Format::ShardedSafetensors),
+            entries,
+            metadata,
+        };
+        Self::from_parsed(path, parsed, shards.to_vec())
+    }
+
+    /// The path this checkpoint was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The files the tensors come from (several for sharded checkpoints).
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// The detected format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// File-level metadata.
+    pub fn metadata(&self) -> &BTreeMap<String, Value> {
+        &self.metadata
+    }
+
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there are no tensors.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Tensor descriptions in file order (reads no tensor data).
+    pub fn infos(&self) -> impl ExactSizeIterator<Item = &TensorInfo> {
+        self.entries.iter().map(|e| &e.info)
+    }
+
+    /// The description of tensor `name`.
+    pub fn info(&self, name: &str) -> Option<&TensorInfo> {
+        self.index.get(name).map(|&i| &self.entries[i].info)
+    }
+
+    /// Tensor names in file order.
+    pub fn names(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.entries.iter().map(|e| e.info.name.as_str())
+    }
+
+    /// True when the checkpoint has a tensor called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// The tensor called `name`.
+    pub fn tensor(&self, name: &str) -> Result<TensorView<'_>> {
+        match self.index.get(name) {
+            Some(&i) => self.tensor_at(i),
+            None => Err(Error::new(&self.path, ErrorKind::TensorNotFound).with_tensor(name)),
+        }
+    }
+
+    /// The `i`-th tensor in file order. Panics if `i >= self.len()`.
+    pub fn tensor_at(&self, i: usize) -> Result<TensorView<'_>> {
+        let e = &self.entries[i];
+        Ok(TensorView {
+            name: &e.info.name,
+            dtype: e.info.dtype,
+            shape: &e.info.shape,
+            bytes: e.bytes(&self.path)?,
+        })
+    }
+
+    /// Tensor `name` as `f32` values; errors name the file and tensor.
+    pub fn tensor_f32(&self, name: &str) -> Result<Vec<f32>> {
+        let t = self.tensor(name)?;
+        t.to_f32()
+            .map_err(|k| Error::new(&self.path, k).with_tensor(name))
+    }
+
+    /// Total number of elements over all tensors.
+    pub fn total_params(&self) -> u64 {
+        self.infos().map(|i| i.numel() as u64).sum()
+    }
+
+    /// Total stored bytes over all tensors.
+    pub fn total_bytes(&self) -> u64 {
+        self.infos().map(|i| i.nbytes() as u64).sum()
+    }
+
+    /// BLAKE3 over every tensor's name and content hash, in file order: equal for two
+    /// checkpoints holding the same named tensors in the same order.
+    pub fn model_hash(&self) -> Result<blake3::Hash> {
+        let mut h = blake3::Hasher::new();
+        for i in 0..self.len() {
+            let t = self.tensor_at(i)?;
+            h.update(t.name.as_bytes());
+            h.update(&[0]);
+            h.update(t.content_hash().as_bytes());
+        }
+        Ok(h.finalize())
+    }
+}
+
+/// Detects the format of a file's leading bytes; `None` when none matches.
+pub fn sniff(head: &[u8]) -> Option<Format> {
+    if head.starts_with(b"GGUF") {
+        return Some(Format::Gguf);
+    }
+    if head.starts_with(b"\x93NUMPY") {
+        return Some(Format::Npy);
+    }
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        // PyTorch, TorchScript and npz are all zips: told apart by their entry names.
+        return Some(Format::PyTorch);
+    }
+    if safetensors::sniff(head) {
+        return Some(Format::Safetensors);
+    }
+    if pytorch::sniff_legacy(head) {
+        return Some(Format::PyTorchLegacy);
+    }
+    if onnx::sniff(head) {
+        return Some(Format::Onnx);
+    }
+    None
+}
+
+fn sniff_path(path: &Path) -> Option<Format> {
+    use std::io::Read;
+    let mut head = [0u8; 64];
+    let mut f = std::fs::File::open(path).ok()?;
+    let n = f.read(&mut head).ok()?;
+    sniff(&head[..n])
+}
+
+/// Reads one file of any supported format.
+pub(crate) fn open_file(path: &Path) -> Result<Parsed> {
+    let buf: Arc<Buf> = Buf::map_file(path)?;
+    let parsed = match sniff(&buf) {
+        Some(Format::Gguf) => gguf::open(path, buf)?,
+        Some(Format::Npy) => npy::open_npy(path, buf)?,
+        Some(Format::Safetensors) => safetensors::open(path, buf)?,
+        Some(Format::PyTorchLegacy) => pytorch::open_legacy(path, buf)?,
+        Some(Format::Onnx) => onnx::open(path, buf)?,
+        Some(_) => {
+            let entries = zipfs::list(path, &buf)?;
+            let is = |suffix: &str| {
+                entries
+                    .iter()
+                    .any(|e| e.name == suffix || e.name.ends_with(&format!("/{suffix}")))
+            };
+            if is("data.pkl") {
+                pytorch::open_zip(path, buf, entries)?
+            } else if is("constants.pkl") {
+                pytorch::open_torchscript(path, buf, entries)?
+            } else if !entries.is_empty() && entries.iter().all(|e| e.name.ends_with(".npy")) {
+                npy::open_npz(path, buf, entries)?
+            } else {
+                return Err(Error::new(
+                    path,
+                    ErrorKind::UnknownFormat(
+                        "a zip archive that is neither a PyTorch checkpoint (no data.pkl) nor an .npz (entries other than .npy)".into(),
+                    ),
+                ));
+            }
+        }
+        None => {
+            let head: Vec<String> = buf.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            return Err(Error::new(
+                path,
+                ErrorKind::UnknownFormat(if buf.is_empty() {
+                    "the file is empty".into()
+                } else {
+                    format!(
+                        "leading bytes {} match no supported format (safetensors, PyTorch, GGUF, npy/npz, ONNX)",
+                        head.join(" ")
+                    )
+                }),
+            ));
+        }
+    };
+    for e in &parsed.entries {
+        e.validate(path)?;
+    }
+    Ok(parsed)
+}
