@@ -178,7 +178,7 @@ impl Checkpoint {
                     "the directory holds several weights files and no index: {}",
                     weights
                         .iter()
-                        .map(|p| fname(p))
+                        .map(fname)
                         .collect::<Vec<_>>()
                         .join(", ")
                 )),
@@ -376,14 +376,10 @@ impl Checkpoint {
     /// BLAKE3 over every tensor's name and content hash, in file order: equal for two
     /// checkpoints holding the same named tensors in the same order.
     pub fn model_hash(&self) -> Result<blake3::Hash> {
-        let mut h = blake3::Hasher::new();
-        for i in 0..self.len() {
-            let t = self.tensor_at(i)?;
-            h.update(t.name.as_bytes());
-            h.update(&[0]);
-            h.update(t.content_hash().as_bytes());
-        }
-        Ok(h.finalize())
+        let hashes = (0..self.len())
+            .map(|i| self.tensor_at(i).map(|t| t.content_hash()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(crate::tensor::combine_hashes(self.names().zip(&hashes)))
     }
 }
 

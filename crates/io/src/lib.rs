@@ -48,7 +48,7 @@ pub use checkpoint::{Checkpoint, Format, Parsed, sniff};
 pub use dtype::{DType, encode_f32, f8_e4m3_to_f32, f8_e5m2_to_f32};
 pub use error::{Error, ErrorKind, Result};
 pub use safetensors::MAX_HEADER_SIZE;
-pub use tensor::{Buf, Data, Entry, Producer, TensorInfo, TensorView};
+pub use tensor::{Buf, Data, Entry, Producer, TensorInfo, TensorView, combine_hashes};
 pub use writer::{
     AtomicFile, ConvertOptions, convert, parse_size, plan_shards, write_atomic, write_safetensors,
     write_sharded,

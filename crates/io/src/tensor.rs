@@ -385,6 +385,17 @@ impl TensorView<'_> {
     }
 }
 
+/// The model hash: BLAKE3 over each tensor's name and [`TensorView::content_hash`], in order.
+pub fn combine_hashes<'a>(tensors: impl Iterator<Item = (&'a str, &'a blake3::Hash)>) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    for (name, th) in tensors {
+        h.update(name.as_bytes());
+        h.update(&[0]);
+        h.update(th.as_bytes());
+    }
+    h.finalize()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
