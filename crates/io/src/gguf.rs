@@ -57,6 +57,10 @@ use crate::tensor::{Buf, Data, Entry, TensorInfo};
 /// `"bool"`, `"string"` or `"array"`). Arrays are also summarised, whatever their length, once
 /// the file has had [`GGUF_MAX_KEPT_ELEMENTS`] array elements kept in total, so that a hostile file
 /// cannot turn a small header into a huge JSON tree.
+///
+/// Keys are the file's own (`general.architecture`, `tokenizer.ggml.tokens`, ...). Like
+/// gguf-py's reader, weightspace adds `GGUF.version`, `GGUF.tensor_count` and `GGUF.kv_count`
+/// (numbers) unless the file has keys of those names itself.
 pub const GGUF_MAX_ARRAY_LEN: usize = 1024;
 
 /// Total number of array elements (over all keys, nested arrays included) kept as JSON per
@@ -608,4 +612,70 @@ pub(crate) fn open(path: &Path, buf: Arc<Buf>) -> Result<Parsed> {
         entries,
         metadata,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ggml_type_ids() {
+        // Every supported id maps to a dtype with ggml's block geometry; every other id is an
+        // UnsupportedDType that names it.
+        let supported = [
+            (0, DType::F32),
+            (1, DType::F16),
+            (2, DType::Q4_0),
+            (3, DType::Q4_1),
+            (6, DType::Q5_0),
+            (7, DType::Q5_1),
+            (8, DType::Q8_0),
+            (9, DType::Q8_1),
+            (10, DType::Q2_K),
+            (11, DType::Q3_K),
+            (12, DType::Q4_K),
+            (13, DType::Q5_K),
+            (14, DType::Q6_K),
+            (15, DType::Q8_K),
+            (24, DType::I8),
+            (25, DType::I16),
+            (26, DType::I32),
+            (27, DType::I64),
+            (28, DType::F64),
+            (30, DType::BF16),
+        ];
+        for id in 0..100u32 {
+            match (ggml_type(id), supported.iter().find(|(i, _)| *i == id)) {
+                (Ok(d), Some((_, want))) => assert_eq!(d, *want),
+                (Err(ErrorKind::UnsupportedDType(s)), None) => {
+                    assert!(s.contains(&id.to_string()), "{id}: {s}")
+                }
+                (r, w) => panic!("id {id}: {r:?} vs {w:?}"),
+            }
+        }
+        assert!(matches!(
+            ggml_type(u32::MAX),
+            Err(ErrorKind::UnsupportedDType(_))
+        ));
+    }
+
+    #[test]
+    fn value_types() {
+        for id in 0..13 {
+            let t = VType::from_id(id).unwrap();
+            assert!(t.min_size() >= 1);
+            assert_eq!(
+                t.fixed_size().is_none(),
+                matches!(t, VType::Str | VType::Array)
+            );
+        }
+        assert_eq!(VType::from_id(13), None);
+    }
+
+    #[test]
+    fn floats_as_json() {
+        assert_eq!(float_json(f64::NAN), Value::from("NaN"));
+        assert_eq!(float_json(f64::INFINITY), Value::from("inf"));
+        assert_eq!(float_json(-0.5), Value::from(-0.5));
+    }
 }
