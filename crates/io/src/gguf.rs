@@ -584,8 +584,9 @@ pub(crate) fn open(path: &Path, buf: Arc<Buf>) -> Result<Parsed> {
                 available,
             }));
         }
-        // In bounds of the file, so both fit in usize.
-        let start = (data_start + info.offset) as usize;
+        // In bounds of the file, so it fits in usize. An empty tensor may sit at the end of a
+        // file whose data section (padding included) is absent: point it at the file's end.
+        let start = (data_start + info.offset).min(b.len() as u64) as usize;
         entries.push(Entry {
             info: TensorInfo {
                 name: info.name,

@@ -516,6 +516,25 @@ fn non_finite_floats_and_shapes() {
     assert_eq!(ck.tensor_f32("t").unwrap(), vec![1., 2., 3., 4., 5., -1.]);
 }
 
+#[test]
+fn empty_tensors_without_a_data_section() {
+    // The header ends unaligned and nothing follows: an empty tensor is still valid.
+    let mut g = Gguf::new(3, 2, 0);
+    g.tensor("e", &[0, 4], 0, 0).tensor("q", &[256, 0], 12, 0);
+    assert_ne!(g.b.len() % 32, 0);
+    let ck = g.open().unwrap();
+    assert_eq!(ck.info("e").unwrap().shape, vec![4, 0]);
+    assert!(ck.tensor_f32("e").unwrap().is_empty());
+    assert!(ck.tensor_f32("q").unwrap().is_empty());
+    // One element more is out of bounds.
+    let mut g = Gguf::new(3, 1, 0);
+    g.tensor("e", &[1], 0, 0);
+    assert!(matches!(
+        kind(g.open()).0,
+        ErrorKind::OffsetOutOfBounds { available: 0, .. }
+    ));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Mutations of valid files never panic.
 
