@@ -7,6 +7,10 @@
 //! then the data section, in which every tensor's offset is a multiple of the alignment.
 //! Strings are a `u64` byte length and that many bytes.
 //!
+//! Checks follow llama.cpp's `gguf.cpp` (at most 4 dimensions, rows a whole number of blocks,
+//! unique keys, `general.alignment` a power-of-two `u32`, aligned offsets, data inside the
+//! file) with one leniency, shared with gguf-py: tensors need not be packed in file order.
+//!
 //! What the reader produces:
 //!
 //! * Shapes are row-major, as numpy and PyTorch report them: GGUF's dimension list reversed.
@@ -28,8 +32,8 @@
 //! Hostile input: every count, length, offset and size is checked against the bytes that are
 //! actually left in the file before anything is allocated for it, the header (key/values and
 //! tensor infos) is capped at [`crate::MAX_HEADER_SIZE`] bytes, arrays nest at most
-//! [`GGUF_MAX_DEPTH`] deep, and at most [`GGUF_MAX_KEPT_ELEMENTS`] array elements are kept as JSON over the
-//! whole file. Nothing panics.
+//! [`GGUF_MAX_DEPTH`] deep, at most [`GGUF_MAX_KEPT_ELEMENTS`] array elements are kept as JSON
+//! over the whole file, and key/value and tensor counts are capped at 2^20. Nothing panics.
 
 use std::collections::BTreeMap;
 use std::path::Path;
