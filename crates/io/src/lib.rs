@@ -47,6 +47,7 @@ mod zipfs;
 pub use checkpoint::{Checkpoint, Format, Parsed, sniff};
 pub use dtype::{DType, encode_f32, f8_e4m3_to_f32, f8_e5m2_to_f32};
 pub use error::{Error, ErrorKind, Result};
+pub use gguf::{GGUF_MAX_ARRAY_LEN, GGUF_MAX_DEPTH, GGUF_MAX_KEPT_ELEMENTS};
 pub use safetensors::MAX_HEADER_SIZE;
 pub use tensor::{Buf, Data, Entry, Producer, TensorInfo, TensorView, combine_hashes};
 pub use writer::{
