@@ -316,7 +316,7 @@ pub(crate) fn parse_header(b: &[u8]) -> Result<Header, ErrorKind> {
         Lit::Str(s) => parse_descr(s)?,
         Lit::List(_) | Lit::Tuple(_) => {
             return Err(ErrorKind::UnsupportedDType(
-                "structured (record) dtype: only plain numeric arrays are read".into(),
+                "numpy structured (record) array: only plain numeric arrays are read".into(),
             ));
         }
         other => {
