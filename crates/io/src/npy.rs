@@ -91,6 +91,14 @@ pub(crate) fn open_npz(path: &Path, buf: Arc<Buf>, entries: Vec<ZipEntry>) -> Re
     for ze in &entries {
         let name = ze.name.strip_suffix(".npy").unwrap_or(&ze.name).to_string();
         let terr = |k| Error::new(path, k).with_tensor(&name);
+        // Deflate expands at most ~1032:1; a larger claim is a lie that would make us reserve
+        // memory for nothing.
+        if ze.deflated && ze.size / 1032 > ze.compressed.saturating_add(64) {
+            return Err(terr(ErrorKind::Zip(format!(
+                "entry `{}` claims {} bytes inflated from {} compressed bytes, more than deflate can produce",
+                ze.name, ze.size, ze.compressed
+            ))));
+        }
         // Read the fixed part first, then exactly the announced header (capped).
         let head = ze.read_prefix(path, &buf, 12)?;
         let total = header_total_len(&head).map_err(terr)?;
@@ -651,6 +659,14 @@ mod tests {
             (DType::I64, true, true)
         );
         assert_eq!(h.shape, vec![5]);
+        let h = parse_header(&npy(
+            "{'descr': '=u2', 'fortran_order': False, 'shape': (2,)}",
+        ))
+        .unwrap();
+        assert_eq!(
+            (h.dtype, h.big_endian),
+            (DType::U16, cfg!(target_endian = "big"))
+        );
         let h = parse_header(&npy("{'descr':'|b1','fortran_order':False,'shape':()}")).unwrap();
         assert_eq!((h.dtype, h.shape.len()), (DType::Bool, 0));
     }

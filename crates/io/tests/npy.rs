@@ -330,3 +330,21 @@ proptest! {
         open_and_read_all(name, &b);
     }
 }
+
+#[test]
+fn npz_entry_claiming_an_impossible_inflated_size() {
+    // Patch the first entry's uncompressed size (local and central headers) to 2 GB.
+    let mut b = std::fs::read(fixtures().join("deflated.npz")).unwrap();
+    let find = |b: &[u8], sig: &[u8]| b.windows(4).position(|w| w == sig).unwrap();
+    let local = find(&b, b"PK\x03\x04");
+    b[local + 22..local + 26].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    let central = find(&b, b"PK\x01\x02");
+    b[central + 24..central + 28].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    let e = open_bytes("lie.npz", &b).unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::Zip(_)), "{e}");
+    assert!(
+        e.to_string().contains("more than deflate can produce"),
+        "{e}"
+    );
+    assert_eq!(e.tensor.as_deref(), Some("fc1.weight"));
+}

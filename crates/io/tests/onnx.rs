@@ -417,6 +417,23 @@ fn open_and_read_all(bytes: &[u8]) {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The published model is larger and nests subgraphs: flip bytes anywhere in it.
+    #[test]
+    fn real_model_bit_flips_never_panic(
+        flips in proptest::collection::vec((0.0f64..1.0, any::<u8>()), 1..4),
+    ) {
+        let mut m = std::fs::read(real().join("silero_vad.onnx")).unwrap();
+        for (pos, x) in flips {
+            let i = ((m.len() as f64 * pos) as usize).min(m.len() - 1);
+            m[i] ^= x | 1;
+        }
+        open_and_read_all(&m);
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]

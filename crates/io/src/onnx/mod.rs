@@ -75,7 +75,7 @@ pub(crate) fn sniff(head: &[u8]) -> bool {
         let (field, wire) = (key >> 3, key & 7);
         let ok = match field {
             1 | 5 => wire == 0,
-            2 | 3 | 4 | 6 | 7 | 8 | 14 | 20 | 25 => wire == 2,
+            2 | 3 | 4 | 6 | 7 | 8 | 14 | 20 | 25 | 26 => wire == 2,
             _ => false,
         };
         if !ok {
@@ -454,31 +454,25 @@ impl Reader<'_> {
             let (count, bytes): (usize, Vec<u8>) = match dtype {
                 DType::F32 => (
                     t.float_data.len(),
-                    t.float_data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    le_bytes(&t.float_data, 4, |v| v.to_le_bytes()),
                 ),
                 DType::F64 => (
                     t.double_data.len(),
-                    t.double_data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    le_bytes(&t.double_data, 8, |v| v.to_le_bytes()),
                 ),
                 DType::I64 => (
                     t.int64_data.len(),
-                    t.int64_data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    le_bytes(&t.int64_data, 8, |v| v.to_le_bytes()),
                 ),
                 DType::U32 | DType::U64 => (
                     t.uint64_data.len(),
-                    t.uint64_data
-                        .iter()
-                        .flat_map(|v| v.to_le_bytes()[..esize].to_vec())
-                        .collect(),
+                    le_bytes(&t.uint64_data, esize, |v| v.to_le_bytes()),
                 ),
                 // int32_data carries every type of 32 bits or fewer, one element per value,
                 // as the value (ints, bool) or the bit pattern (f16, bf16, fp8) in its low bits.
                 _ => (
                     t.int32_data.len(),
-                    t.int32_data
-                        .iter()
-                        .flat_map(|v| v.to_le_bytes()[..esize].to_vec())
-                        .collect(),
+                    le_bytes(&t.int32_data, esize, |v| v.to_le_bytes()),
                 ),
             };
             if count != numel {
@@ -713,6 +707,20 @@ impl Reader<'_> {
         );
         Ok(())
     }
+}
+
+/// The low `esize` bytes of each value's little-endian encoding, concatenated.
+fn le_bytes<T: Copy, const N: usize>(
+    values: &[T],
+    esize: usize,
+    le: impl Fn(T) -> [u8; N],
+) -> Vec<u8> {
+    let esize = esize.min(N);
+    let mut out = Vec::with_capacity(values.len() * esize);
+    for &v in values {
+        out.extend_from_slice(&le(v)[..esize]);
+    }
+    out
 }
 
 /// Owned bytes as zero-copy-able data.
