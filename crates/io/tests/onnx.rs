@@ -226,6 +226,22 @@ fn external_data_outside_the_folder_is_refused() {
     }
 }
 
+#[test]
+fn external_data_windows_style_escapes_are_refused() {
+    let model = std::fs::read(fixtures().join("ext_escape.onnx")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (loc, why) in [
+        (&b"..\\npy\\f4.npy"[..], "leaves"),
+        (b"C:/npy/f4.npy", "absolute"),
+        (b"./../npy/f4.n", "leaves"),
+    ] {
+        let p = dir.path().join("m.onnx");
+        std::fs::write(&p, replace(&model, b"../npy/f4.npy", loc)).unwrap();
+        let e = Checkpoint::open(&p).unwrap_err();
+        assert!(e.to_string().contains(why), "{e}");
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn external_data_through_a_symlink_out_is_refused() {

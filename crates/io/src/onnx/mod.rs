@@ -46,16 +46,21 @@ pub(crate) const MAX_GRAPH_DEPTH: usize = 32;
 /// Largest dense size, in bytes, a sparse initializer may expand to.
 const MAX_SPARSE_DENSE_BYTES: usize = 1 << 31;
 
+/// How much of a file [`sniff`] looks at (what `Checkpoint` reads to sniff a path).
+const SNIFF_BYTES: usize = 64;
+
 /// Highest `ir_version` the sniffer accepts (ONNX 1.19 writes 11; leave room for the future).
 const MAX_IR_VERSION: u64 = 64;
 
 /// True when `head` (the first bytes of a file) plausibly starts an ONNX `ModelProto`.
 ///
-/// ONNX has no magic number. Every serializer writes fields in field-number order, so a model
-/// starts with field 1 (`ir_version`, a small varint: byte `0x08`); every following field
-/// that fits in `head` must be a `ModelProto` field with the right wire type, short string
-/// fields must be UTF-8, and at least one field must follow `ir_version`.
+/// ONNX has no magic number. Serializers write `ir_version` (field 1, a small varint: byte
+/// `0x08`) first; every following field within the first [`SNIFF_BYTES`] bytes must be a
+/// `ModelProto` field with the right wire type (fields above 26, which a future ONNX may add,
+/// need only a valid wire type), string fields that fit must be UTF-8, and at least one field
+/// must follow `ir_version`.
 pub(crate) fn sniff(head: &[u8]) -> bool {
+    let head = &head[..head.len().min(SNIFF_BYTES)];
     if head.first() != Some(&0x08) {
         return false;
     }
@@ -76,12 +81,17 @@ pub(crate) fn sniff(head: &[u8]) -> bool {
         let ok = match field {
             1 | 5 => wire == 0,
             2 | 3 | 4 | 6 | 7 | 8 | 14 | 20 | 25 | 26 => wire == 2,
+            27.. => matches!(wire, 0 | 1 | 2 | 5),
             _ => false,
         };
         if !ok {
             return false;
         }
         fields += 1;
+        if wire == 1 || wire == 5 {
+            pos += if wire == 1 { 8 } else { 4 };
+            continue;
+        }
         let Some((v, n)) = varint(&head[pos..]) else {
             break;
         };
@@ -593,7 +603,9 @@ impl Reader<'_> {
         // ONNX paths use `/`; models written on Windows may use `\`.
         let rel = location.replace('\\', "/");
         let rel_path = Path::new(&rel);
-        if rel_path.is_absolute() || rel.contains(':') {
+        let drive =
+            rel.len() >= 2 && rel.as_bytes()[0].is_ascii_alphabetic() && rel.as_bytes()[1] == b':';
+        if rel_path.is_absolute() || drive {
             return Err(refuse("is an absolute path"));
         }
         if rel_path
