@@ -44,8 +44,16 @@ pub struct DiffReport {
 
 /// Compares the tensors of `a` and `b` by name, in parallel.
 pub fn diff(a: &Checkpoint, b: &Checkpoint) -> Result<DiffReport, Error> {
-    let only_in_a = a.names().filter(|n| !b.contains(n)).map(String::from).collect();
-    let only_in_b = b.names().filter(|n| !a.contains(n)).map(String::from).collect();
+    let only_in_a = a
+        .names()
+        .filter(|n| !b.contains(n))
+        .map(String::from)
+        .collect();
+    let only_in_b = b
+        .names()
+        .filter(|n| !a.contains(n))
+        .map(String::from)
+        .collect();
     let names: Vec<&str> = a.names().filter(|n| b.contains(n)).collect();
     let shared = names
         .par_iter()
@@ -57,8 +65,12 @@ pub fn diff(a: &Checkpoint, b: &Checkpoint) -> Result<DiffReport, Error> {
             let identical = shape_equal && dtype_equal && ta.bytes == tb.bytes;
             let (mut l2, mut cosine, mut max_abs) = (None, None, None);
             if shape_equal {
-                let va = ta.f32s().map_err(|k| Error::new(a.path(), k).with_tensor(*name))?;
-                let vb = tb.f32s().map_err(|k| Error::new(b.path(), k).with_tensor(*name))?;
+                let va = ta
+                    .f32s()
+                    .map_err(|k| Error::new(a.path(), k).with_tensor(*name))?;
+                let vb = tb
+                    .f32s()
+                    .map_err(|k| Error::new(b.path(), k).with_tensor(*name))?;
                 let (mut d2, mut ab, mut aa, mut bb, mut mx) = (0f64, 0f64, 0f64, 0f64, 0f64);
                 for (&x, &y) in va.iter().zip(vb.iter()) {
                     let (x, y) = (x as f64, y as f64);
@@ -67,7 +79,11 @@ pub fn diff(a: &Checkpoint, b: &Checkpoint) -> Result<DiffReport, Error> {
                     ab += x * y;
                     aa += x * x;
                     bb += y * y;
-                    mx = if d.abs() > mx || d.is_nan() { d.abs() } else { mx };
+                    mx = if d.abs() > mx || d.is_nan() {
+                        d.abs()
+                    } else {
+                        mx
+                    };
                 }
                 l2 = Some(d2.sqrt());
                 max_abs = Some(mx);

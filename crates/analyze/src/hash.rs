@@ -76,7 +76,8 @@ pub fn hash_files(cks: &[(String, Checkpoint)]) -> Result<HashReport, Error> {
                 .collect(),
         });
     }
-    let mut by_hash: BTreeMap<&str, (u64, Vec<(String, String)>)> = BTreeMap::new();
+    type Occurrences = Vec<(String, String)>;
+    let mut by_hash: BTreeMap<&str, (u64, Occurrences)> = BTreeMap::new();
     for f in &files {
         for t in &f.tensors {
             by_hash

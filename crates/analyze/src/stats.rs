@@ -184,7 +184,11 @@ pub fn summarize(name: &str, dtype: &str, shape: &[usize], values: &mut [f32]) -
             .sum::<f64>()
             / nf
     } else {
-        values.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / nf
+        values
+            .iter()
+            .map(|&x| (x as f64 - mean).powi(2))
+            .sum::<f64>()
+            / nf
     };
     let has_nan = m.nan > 0;
     let [q25, median, q75] = if has_nan {
@@ -207,7 +211,11 @@ pub fn summarize(name: &str, dtype: &str, shape: &[usize], values: &mut [f32]) -
         max: nan_if(m.max as f64),
         l2: if n == 0 { f64::NAN } else { m.sq.sqrt() },
         abs_mean: if n == 0 { f64::NAN } else { m.abs / nf },
-        sparsity: if n == 0 { f64::NAN } else { m.zeros as f64 / nf },
+        sparsity: if n == 0 {
+            f64::NAN
+        } else {
+            m.zeros as f64 / nf
+        },
         nan: m.nan,
         inf: m.inf,
     }
@@ -247,8 +255,8 @@ mod tests {
         assert!((s.mean - 3.875).abs() < 1e-12);
         // np.std(..., ddof=0)
         assert!((s.std - 2.5708704751503917).abs() < 1e-12);
-        let mut sorted = [1.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 9.0];
-        assert_eq!(quantile_sorted(&mut sorted, 0.25), 1.75);
+        let sorted = [1.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 9.0];
+        assert_eq!(quantile_sorted(&sorted, 0.25), 1.75);
     }
 
     #[test]
@@ -265,7 +273,9 @@ mod tests {
 
     #[test]
     fn large_parallel_matches_serial() {
-        let mut v: Vec<f32> = (0..(5 << 20)).map(|i| ((i * 7919) % 1000) as f32 - 500.0).collect();
+        let mut v: Vec<f32> = (0..(5u64 << 20))
+            .map(|i| ((i * 7919) % 1000) as f32 - 500.0)
+            .collect();
         let mut w = v.clone();
         let par = summarize("t", "F32", &[v.len()], &mut v);
         let m = Moments::of(&w);

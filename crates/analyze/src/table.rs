@@ -65,9 +65,8 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), Error> {
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
         .build();
-    let to_err = |e: parquet::errors::ParquetError| {
-        Error::io(path, std::io::Error::other(e.to_string()))
-    };
+    let to_err =
+        |e: parquet::errors::ParquetError| Error::io(path, std::io::Error::other(e.to_string()));
     {
         let mut w = parquet::arrow::ArrowWriter::try_new(f.file(), batch.schema(), Some(props))
             .map_err(to_err)?;

@@ -1,12 +1,23 @@
 //! The `weightspace` command line: parses arguments, calls the library crates, prints results.
 //! Results go to stdout (human tables, or JSON with `--json`); progress and logs to stderr.
+//! Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage.
 
+mod convert;
+mod diff;
 mod exit;
+mod fmt;
+mod hash;
+mod inspect;
 mod progress;
+mod quickstart;
+mod stats;
 
 use clap::{Parser, Subcommand};
 
 /// weightspace: trained neural-network weights as a data modality.
+///
+/// Reads safetensors (also sharded), PyTorch (zip, legacy, TorchScript; no pickle code ever
+/// runs), GGUF, npy/npz and ONNX, detected from the bytes.
 #[derive(Parser, Debug)]
 #[command(name = "weightspace", version, about, long_about = None)]
 struct Cli {
@@ -18,16 +29,42 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Guided tour on demo data: the README's main job.
+    Quickstart(quickstart::Args),
+    /// Format, metadata and tensor list (headers only).
+    Inspect(inspect::Args),
+    /// Per-tensor statistics.
+    Stats(stats::Args),
+    /// Compare two checkpoints tensor by tensor.
+    Diff(diff::Args),
+    /// Content hashes and duplicated tensors.
+    Hash(hash::Args),
+    /// Convert any readable checkpoint to safetensors.
+    Convert(convert::Args),
+}
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // clap exits 2 on usage errors and 0 for --help/--version.
+            e.exit();
+        }
+    };
     progress::set_quiet(cli.quiet);
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let result: anyhow::Result<()> = match cli.command {};
+    let result = match cli.command {
+        Command::Quickstart(a) => quickstart::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Stats(a) => stats::run(a),
+        Command::Diff(a) => diff::run(a),
+        Command::Hash(a) => hash::run(a),
+        Command::Convert(a) => convert::run(a),
+    };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(exit::exit_code(&e));

@@ -176,11 +176,7 @@ impl Checkpoint {
                 dir,
                 ErrorKind::UnknownFormat(format!(
                     "the directory holds several weights files and no index: {}",
-                    weights
-                        .iter()
-                        .map(fname)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    weights.iter().map(fname).collect::<Vec<_>>().join(", ")
                 )),
             )),
         }

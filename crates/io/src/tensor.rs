@@ -386,7 +386,9 @@ impl TensorView<'_> {
 }
 
 /// The model hash: BLAKE3 over each tensor's name and [`TensorView::content_hash`], in order.
-pub fn combine_hashes<'a>(tensors: impl Iterator<Item = (&'a str, &'a blake3::Hash)>) -> blake3::Hash {
+pub fn combine_hashes<'a>(
+    tensors: impl Iterator<Item = (&'a str, &'a blake3::Hash)>,
+) -> blake3::Hash {
     let mut h = blake3::Hasher::new();
     for (name, th) in tensors {
         h.update(name.as_bytes());

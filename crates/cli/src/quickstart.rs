@@ -1,0 +1,193 @@
+//! `weightspace quickstart`: the README's main job — a guided tour on data it makes itself.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use weightspace_io::{
+    Checkpoint, ConvertOptions, DType, TensorInfo, convert, encode_f32, write_safetensors,
+};
+
+use crate::{diff, hash, inspect, stats};
+
+/// A guided tour: writes a small set of demo checkpoints to a folder and walks through
+/// inspect, stats, diff, hash and convert on them.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Folder for everything the tour writes (created if missing).
+    #[arg(long, default_value = "quickstart-out")]
+    pub out: PathBuf,
+    /// Seed for the demo weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// SplitMix64: a tiny deterministic generator for the demo weights.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Approximately standard normal (sum of 12 uniforms minus 6).
+    fn normal(&mut self) -> f32 {
+        (0..12)
+            .map(|_| (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+            .sum::<f32>()
+            - 6.0
+    }
+}
+
+/// Writes an f32 checkpoint from (name, shape, values).
+fn write_f32(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    meta: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    let infos: Vec<TensorInfo> = tensors
+        .iter()
+        .map(|(n, s, _)| TensorInfo {
+            name: n.clone(),
+            dtype: DType::F32,
+            shape: s.clone(),
+        })
+        .collect();
+    write_safetensors(path, &infos, meta, |i| {
+        Ok(Cow::Owned(
+            encode_f32(&tensors[i].2, DType::F32).expect("f32"),
+        ))
+    })?;
+    Ok(())
+}
+
+/// A He-initialised 64-32-10 MLP in PyTorch naming (`layers.k.weight` is [out, in]).
+fn demo_mlp(rng: &mut SplitMix) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let widths = [64usize, 32, 10];
+    let mut out = Vec::new();
+    for (k, w) in widths.windows(2).enumerate() {
+        let (fan_in, fan_out) = (w[0], w[1]);
+        let scale = (2.0 / fan_in as f32).sqrt();
+        let weight = (0..fan_in * fan_out)
+            .map(|_| rng.normal() * scale)
+            .collect();
+        out.push((format!("layers.{k}.weight"), vec![fan_out, fan_in], weight));
+        out.push((
+            format!("layers.{k}.bias"),
+            vec![fan_out],
+            vec![0.0; fan_out],
+        ));
+    }
+    out
+}
+
+fn section(title: &str, command: &str) {
+    println!("\n== {title}\n$ {command}");
+}
+
+/// Runs the tour.
+pub fn run(a: Args) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&a.out)?;
+    let out = &a.out;
+    let mut rng = SplitMix(a.seed);
+    let base = demo_mlp(&mut rng);
+    // A "fine-tuned" copy: the first layer frozen, the head nudged.
+    let mut tuned = base.clone();
+    for (name, _, v) in tuned.iter_mut() {
+        if name.starts_with("layers.1.") {
+            v.iter_mut().for_each(|x| *x += 0.05 * rng.normal());
+        }
+    }
+    let meta = |role: &str| {
+        BTreeMap::from([
+            ("role".to_string(), role.to_string()),
+            ("seed".to_string(), a.seed.to_string()),
+        ])
+    };
+    let base_p = out.join("base.safetensors");
+    let tuned_p = out.join("finetuned.safetensors");
+    write_f32(&base_p, &base, &meta("base"))?;
+    write_f32(&tuned_p, &tuned, &meta("finetuned"))?;
+    let half_p = out.join("base-f16.safetensors");
+    convert(
+        &Checkpoint::open(&base_p)?,
+        &half_p,
+        &ConvertOptions {
+            dtype: Some(DType::F16),
+            max_shard_bytes: None,
+        },
+    )?;
+    let shard_dir = out.join("sharded");
+    std::fs::create_dir_all(&shard_dir)?;
+    convert(
+        &Checkpoint::open(&base_p)?,
+        &shard_dir.join("model.safetensors"),
+        &ConvertOptions {
+            dtype: None,
+            max_shard_bytes: Some(4_096),
+        },
+    )?;
+    println!(
+        "weightspace quickstart: demo checkpoints written to {}",
+        out.display()
+    );
+    println!(
+        "  base.safetensors       a 64-32-10 MLP (He init, seed {})",
+        a.seed
+    );
+    println!("  finetuned.safetensors  the same net with its head nudged");
+    println!("  base-f16.safetensors   base converted to f16");
+    println!("  sharded/               base sharded at 4 kB with an HF index");
+
+    let d = out.display();
+    section(
+        "1. inspect a sharded checkpoint (headers only)",
+        &format!("weightspace inspect {d}/sharded"),
+    );
+    inspect::run(inspect::Args {
+        path: shard_dir.clone(),
+        json: false,
+    })?;
+    section(
+        "2. per-tensor statistics",
+        &format!("weightspace stats {d}/base.safetensors"),
+    );
+    stats::run(stats::Args {
+        path: base_p.clone(),
+        json: false,
+        csv: false,
+        parquet: None,
+    })?;
+    section(
+        "3. what fine-tuning changed",
+        &format!("weightspace diff {d}/base.safetensors {d}/finetuned.safetensors"),
+    );
+    diff::run(diff::Args {
+        a: base_p.clone(),
+        b: tuned_p.clone(),
+        json: false,
+    })?;
+    section(
+        "4. content hashes and duplicated tensors",
+        &format!("weightspace hash {d}/base.safetensors {d}/finetuned.safetensors {d}/sharded"),
+    );
+    hash::run(hash::Args {
+        paths: vec![base_p.clone(), tuned_p.clone(), shard_dir],
+        json: false,
+        tensors: false,
+    })?;
+    section(
+        "5. f32 vs f16: the cost of halving the bytes",
+        &format!("weightspace diff {d}/base.safetensors {d}/base-f16.safetensors"),
+    );
+    diff::run(diff::Args {
+        a: base_p,
+        b: half_p,
+        json: false,
+    })?;
+    println!("\nEvery command takes --json for machines and --help for details.");
+    Ok(())
+}
