@@ -73,7 +73,7 @@ pub fn num(v: Option<f64>) -> String {
     match v {
         None => "-".into(),
         Some(v) if v.is_nan() => "nan".into(),
-        Some(v) if v == 0.0 => "0".into(),
+        Some(0.0) => "0".into(),
         Some(v) if v.abs() >= 1e4 || v.abs() < 1e-3 => format!("{v:.3e}"),
         Some(v) => format!("{v:.4}"),
     }
