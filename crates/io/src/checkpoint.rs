@@ -435,10 +435,15 @@ pub(crate) fn open_file(path: &Path) -> Result<Parsed> {
                     .iter()
                     .any(|e| e.name == suffix || e.name.ends_with(&format!("/{suffix}")))
             };
-            if is("data.pkl") {
-                pytorch::open_zip(path, buf, entries)?
-            } else if is("constants.pkl") {
+            // TorchScript archives also hold a data.pkl: tell them apart first.
+            let script = is("constants.pkl")
+                || entries
+                    .iter()
+                    .any(|e| e.name.starts_with("code/") || e.name.contains("/code/"));
+            if script {
                 pytorch::open_torchscript(path, buf, entries)?
+            } else if is("data.pkl") {
+                pytorch::open_zip(path, buf, entries)?
             } else if !entries.is_empty() && entries.iter().all(|e| e.name.ends_with(".npy")) {
                 npy::open_npz(path, buf, entries)?
             } else {
