@@ -34,13 +34,20 @@ use crate::zipfs::ZipEntry;
 use pickle::{Id, Obj, StorageRef, StorageType, TensorRef, Unpickler};
 
 /// Largest `data.pkl` we inflate (real ones are a few MB even for large models).
-const MAX_PICKLE_BYTES: usize = 1 << 30;
+const MAX_PICKLE_BYTES: usize = 256 << 20;
 /// Deepest nesting of containers accepted when flattening.
 const MAX_DEPTH: usize = 128;
 /// Most values visited when flattening (guards against shared-subtree blow-up).
 const MAX_VISITS: usize = 1 << 22;
 /// Longest dotted name accepted.
 const MAX_NAME: usize = 4096;
+/// Longest metadata string kept (longer ones are cut, marked with `…`).
+const MAX_META_STRING: usize = 4096;
+/// Most bytes of names and metadata text produced by flattening one checkpoint.
+const MAX_FLAT_BYTES: usize = 256 << 20;
+/// A strided view (an `expand`ed tensor has stride 0) may make at most this many times the
+/// file's size in bytes (or 1 GiB, whichever is more) when gathered.
+const MAX_EXPANSION: usize = 16;
 /// The legacy stream's leading magic number, 0x1950a86a20f9469cfc6c, little-endian.
 const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 
@@ -365,6 +372,7 @@ fn build(
         tensors: Vec::new(),
         metadata: BTreeMap::new(),
         visits: 0,
+        bytes: 0,
         script,
     };
     let root_name = match u.get(root) {
@@ -400,7 +408,20 @@ struct Flattener<'p, 'u, 'a> {
     tensors: Vec<(String, TensorRef)>,
     metadata: BTreeMap<String, Value>,
     visits: usize,
+    bytes: usize,
     script: bool,
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn join(prefix: &str, key: &str) -> String {
@@ -418,19 +439,19 @@ impl Flattener<'_, '_, '_> {
 
     fn key_text(&self, id: Id) -> String {
         match self.u.get(id) {
-            Obj::Str(s) => s.clone(),
+            Obj::Str(s) => clip(s, MAX_NAME + 1).to_string(),
             Obj::Int(i) => i.to_string(),
             Obj::Bool(b) => if *b { "True" } else { "False" }.into(),
             Obj::None => "None".into(),
             Obj::Float(f) => f.to_string(),
-            Obj::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+            Obj::Bytes(b) => String::from_utf8_lossy(&b[..b.len().min(MAX_NAME + 1)]).into_owned(),
             Obj::Global(_, n) => n.clone(),
             Obj::Text(t) => t.clone(),
             Obj::Tuple(items) => items
                 .iter()
                 .take(16)
                 .map(|&i| match self.u.get(i) {
-                    Obj::Str(s) => s.clone(),
+                    Obj::Str(s) => clip(s, MAX_NAME + 1).to_string(),
                     Obj::Int(n) => n.to_string(),
                     o => pickle::kind(o).to_string(),
                 })
@@ -458,6 +479,7 @@ impl Flattener<'_, '_, '_> {
                 "a dotted name longer than {MAX_NAME} bytes"
             ))));
         }
+        self.charge(name.len() + 32)?;
         let u = self.u;
         match u.get(id) {
             Obj::Dict(items) => {
@@ -497,7 +519,10 @@ impl Flattener<'_, '_, '_> {
                     _ => self.walk(state, name, depth + 1)?,
                 }
             }
-            Obj::Tensor(t) => self.tensors.push((name, t.clone())),
+            Obj::Tensor(t) => {
+                self.charge(8 * (t.shape.len() + t.stride.len()))?;
+                self.tensors.push((name, t.clone()))
+            }
             Obj::Storage(s) => {
                 // A bare storage: a 1-D tensor over all of it.
                 let t = TensorRef {
@@ -521,8 +546,13 @@ impl Flattener<'_, '_, '_> {
             Obj::Bool(b) => self.meta(name, Value::Bool(*b)),
             Obj::Int(i) => self.meta(name, Value::from(*i)),
             Obj::BigInt(b) => {
-                let hex: String = b.iter().rev().map(|x| format!("{x:02x}")).collect();
-                self.meta(name, Value::String(format!("0x{hex}")))
+                let text = if b.len() > 64 {
+                    format!("<integer of {} bytes>", b.len())
+                } else {
+                    let hex: String = b.iter().rev().map(|x| format!("{x:02x}")).collect();
+                    format!("0x{hex}")
+                };
+                self.meta(name, Value::String(text))
             }
             Obj::Float(x) => self.meta(
                 name,
@@ -530,13 +560,35 @@ impl Flattener<'_, '_, '_> {
                     .map(Value::Number)
                     .unwrap_or_else(|| Value::String(x.to_string())),
             ),
-            Obj::Str(s) => self.meta(name, Value::String(s.clone())),
+            Obj::Str(s) => {
+                let v = if s.len() > MAX_META_STRING {
+                    format!("{}…", clip(s, MAX_META_STRING))
+                } else {
+                    s.clone()
+                };
+                self.charge(v.len())?;
+                self.meta(name, Value::String(v))
+            }
             Obj::Bytes(b) => self.meta(name, Value::String(format!("<{} bytes>", b.len()))),
             Obj::Global(_, n) => self.meta(name, Value::String(n.clone())),
-            Obj::Text(t) => self.meta(name, Value::String(t.clone())),
+            Obj::Text(t) => {
+                self.charge(t.len())?;
+                self.meta(name, Value::String(t.clone()))
+            }
             Obj::NumpyDType { code, .. } => {
                 self.meta(name, Value::String(format!("numpy.dtype('{code}')")))
             }
+        }
+        Ok(())
+    }
+
+    /// Counts `n` bytes of produced names and text against [`MAX_FLAT_BYTES`].
+    fn charge(&mut self, n: usize) -> Result<()> {
+        self.bytes = self.bytes.saturating_add(n);
+        if self.bytes > MAX_FLAT_BYTES {
+            return Err(self.err(ErrorKind::Pickle(format!(
+                "names and metadata exceed {MAX_FLAT_BYTES} bytes (a hostile or corrupt pickle)"
+            ))));
         }
         Ok(())
     }
@@ -638,6 +690,13 @@ fn tensor_entry(
     let _ = needed;
     let offset = offset.expect("checked above");
     let contiguous = is_contiguous(&shape, &strides);
+    let nbytes = numel.checked_mul(esize);
+    let limit = buf.len().saturating_mul(MAX_EXPANSION).max(1 << 30);
+    if !contiguous && nbytes.is_none_or(|n| n > limit) {
+        return Err(err(ErrorKind::Unsupported(format!(
+            "a strided view of shape {shape:?} that expands {storage_len} bytes of storage beyond {limit} bytes"
+        ))));
+    }
     match (&loc, contiguous, big_endian) {
         (Loc::Deflated { entry, start, .. }, true, false) => Ok(Entry {
             info,

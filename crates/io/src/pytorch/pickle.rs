@@ -22,11 +22,16 @@ use crate::error::ErrorKind;
 pub(crate) type Id = usize;
 
 /// Most objects one pickle stream may create.
-const MAX_OBJECTS: usize = 1 << 23;
+const MAX_OBJECTS: usize = 1 << 22;
 /// Most memo entries one pickle stream may create.
-const MAX_MEMO: usize = 1 << 23;
+const MAX_MEMO: usize = 1 << 22;
 /// Longest text line (protocol 0 opcodes) accepted.
 const MAX_LINE: usize = 1 << 16;
+/// Deepest value stack (and mark stack) accepted.
+const MAX_STACK: usize = 1 << 22;
+/// Budget for copying existing values (items, or 16 bytes of strings), so that a short stream
+/// that references one large memoised value many times cannot make us allocate without bound.
+const MAX_COPY: usize = 1 << 25;
 
 /// How a storage's elements are typed.
 #[derive(Debug, Clone, PartialEq)]
@@ -315,6 +320,7 @@ pub(crate) struct Unpickler<'a> {
     stack: Vec<Id>,
     marks: Vec<usize>,
     memo: HashMap<u64, Id>,
+    copied: usize,
 }
 
 impl<'a> Unpickler<'a> {
@@ -328,6 +334,7 @@ impl<'a> Unpickler<'a> {
             stack: Vec::new(),
             marks: Vec::new(),
             memo: HashMap::new(),
+            copied: 0,
         }
     }
 
@@ -392,6 +399,17 @@ impl<'a> Unpickler<'a> {
     fn line_str(&mut self) -> Result<&'a str, ErrorKind> {
         let l = self.line()?;
         std::str::from_utf8(l).map_err(|_| perr("text line is not UTF-8"))
+    }
+
+    /// Charges `items` against the copy budget.
+    fn charge(&mut self, items: usize) -> Result<(), ErrorKind> {
+        self.copied = self.copied.saturating_add(items);
+        if self.copied > MAX_COPY {
+            return Err(perr(
+                "the stream copies more values than any checkpoint needs (a hostile or corrupt pickle)",
+            ));
+        }
+        Ok(())
     }
 
     fn new_obj(&mut self, o: Obj) -> Result<Id, ErrorKind> {
@@ -472,6 +490,9 @@ impl<'a> Unpickler<'a> {
             let op = self.byte().map_err(|_| {
                 ErrorKind::Truncated(format!("pickle ends at offset {at} without STOP"))
             })?;
+            if self.stack.len() > MAX_STACK || self.marks.len() > MAX_STACK {
+                return Err(perr(format!("stack deeper than {MAX_STACK} entries")));
+            }
             match op {
                 // Protocol and framing.
                 0x80 => {
@@ -715,12 +736,13 @@ impl<'a> Unpickler<'a> {
                 0x93 => {
                     let name = self.pop()?;
                     let module = self.pop()?;
-                    let (Obj::Str(module), Obj::Str(name)) =
-                        (self.arena[module].clone(), self.arena[name].clone())
+                    let (Obj::Str(m), Obj::Str(n)) = (&self.arena[module], &self.arena[name])
                     else {
                         return Err(perr("STACK_GLOBAL needs two strings"));
                     };
-                    self.global(&module, &name)?
+                    let (m, n) = (m.clone(), n.clone());
+                    self.charge((m.len() + n.len()) / 16)?;
+                    self.global(&m, &n)?
                 }
                 b'i' => {
                     let module = self.line_str()?;
@@ -851,6 +873,7 @@ impl<'a> Unpickler<'a> {
             .tuple_items(args)
             .ok_or_else(|| perr("call arguments are not a tuple"))?
             .to_vec();
+        self.charge(argv.len())?;
         let arg = |i: usize| -> Result<Id, ErrorKind> {
             argv.get(i)
                 .copied()
@@ -913,8 +936,10 @@ impl<'a> Unpickler<'a> {
             Global::Dict => {
                 let mut out = Vec::new();
                 if let Some(&a) = argv.first() {
+                    let n = self.tuple_items(a).map_or(0, <[Id]>::len);
+                    self.charge(n)?;
                     match &self.arena[a] {
-                        Obj::Dict(p) => out = p.clone(),
+                        Obj::Dict(_) => return Ok(a), // inert: sharing is as good as a copy
                         Obj::List(items) | Obj::Tuple(items) => {
                             for &it in items {
                                 match self.tuple_items(it) {
@@ -929,6 +954,10 @@ impl<'a> Unpickler<'a> {
                 Obj::Dict(out)
             }
             Global::Set | Global::Tuple => {
+                if let Some(&a) = argv.first() {
+                    let n = self.tuple_items(a).map_or(0, <[Id]>::len);
+                    self.charge(n)?;
+                }
                 let items = match argv.first() {
                     None => Vec::new(),
                     Some(&a) => self
@@ -942,24 +971,40 @@ impl<'a> Unpickler<'a> {
                     Obj::List(items)
                 }
             }
-            Global::ByteArray => match argv.first().map(|&a| &self.arena[a]) {
-                None => Obj::Bytes(Vec::new()),
-                Some(Obj::Bytes(b)) => Obj::Bytes(b.clone()),
-                Some(Obj::Str(s)) => Obj::Bytes(s.chars().map(|c| c as u32 as u8).collect()),
-                Some(o) => return Err(perr(format!("bytearray built from {}", kind(o)))),
-            },
-            Global::CodecsEncode => match &self.arena[arg(0)?] {
-                // `_codecs.encode(text, 'latin1')` is how protocol 2 writes bytes.
-                Obj::Str(s) => {
-                    if s.chars().any(|c| c as u32 > 255) {
-                        return Err(perr("_codecs.encode of a non-latin-1 string"));
-                    }
-                    Obj::Bytes(s.chars().map(|c| c as u32 as u8).collect())
+            Global::ByteArray => {
+                if let Some(&a) = argv.first() {
+                    let n = match &self.arena[a] {
+                        Obj::Bytes(b) => b.len(),
+                        Obj::Str(s) => s.len(),
+                        _ => 0,
+                    };
+                    self.charge(n / 16)?;
                 }
-                o => return Err(perr(format!("_codecs.encode of {}", kind(o)))),
-            },
+                match argv.first().map(|&a| &self.arena[a]) {
+                    None => Obj::Bytes(Vec::new()),
+                    Some(Obj::Bytes(b)) => Obj::Bytes(b.clone()),
+                    Some(Obj::Str(s)) => Obj::Bytes(s.chars().map(|c| c as u32 as u8).collect()),
+                    Some(o) => return Err(perr(format!("bytearray built from {}", kind(o)))),
+                }
+            }
+            Global::CodecsEncode => {
+                if let Obj::Str(s) = &self.arena[arg(0)?] {
+                    let n = s.len();
+                    self.charge(n / 16)?;
+                }
+                match &self.arena[arg(0)?] {
+                    // `_codecs.encode(text, 'latin1')` is how protocol 2 writes bytes.
+                    Obj::Str(s) => {
+                        if s.chars().any(|c| c as u32 > 255) {
+                            return Err(perr("_codecs.encode of a non-latin-1 string"));
+                        }
+                        Obj::Bytes(s.chars().map(|c| c as u32 as u8).collect())
+                    }
+                    o => return Err(perr(format!("_codecs.encode of {}", kind(o)))),
+                }
+            }
             Global::NumpyDType => match &self.arena[arg(0)?] {
-                Obj::Str(s) => Obj::NumpyDType {
+                Obj::Str(s) if s.len() <= 64 => Obj::NumpyDType {
                     code: s.clone(),
                     little: true,
                 },
@@ -975,7 +1020,7 @@ impl<'a> Unpickler<'a> {
             }
             Global::TensorClass(name) => Obj::Text(name.clone()),
             Global::Textual(name) => {
-                let parts: Vec<String> = argv.iter().map(|&a| self.short_text(a)).collect();
+                let parts: Vec<String> = argv.iter().take(8).map(|&a| self.short_text(a)).collect();
                 Obj::Text(format!("{name}({})", parts.join(", ")))
             }
             Global::JitBuildList | Global::JitRestoreTypeTag => return arg(0),
@@ -1037,6 +1082,7 @@ impl<'a> Unpickler<'a> {
                 ))
             })?
             .to_vec();
+        self.charge(items.len())?;
         let s = |i: usize| items.get(i).map(|&x| &self.arena[x]);
         match s(0) {
             Some(Obj::Str(t)) if t == "storage" => {}
@@ -1065,7 +1111,7 @@ impl<'a> Unpickler<'a> {
             None => unreachable!("length checked"),
         };
         let key = match s(2) {
-            Some(Obj::Str(k)) => k.clone(),
+            Some(Obj::Str(k)) if k.len() <= 1024 => k.clone(),
             Some(Obj::Int(k)) => k.to_string(),
             _ => return Err(perr("storage key is neither a string nor an integer")),
         };
