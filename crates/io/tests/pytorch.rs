@@ -169,6 +169,10 @@ fn views_offsets_strides_and_shared_storages() {
         assert_eq!(ck.info("scalar").unwrap().shape, Vec::<usize>::new());
         assert_eq!(ck.tensor_f32("empty").unwrap(), Vec::<f32>::new());
         assert_eq!(ck.info("empty").unwrap().shape, vec![0, 6]);
+        assert_eq!(
+            ck.tensor_f32("expanded").unwrap(),
+            vec![1.0, 2.0, 1.0, 2.0, 1.0, 2.0]
+        );
         let again = ck.tensor("again").unwrap();
         assert_eq!(again.bytes, ck.tensor("base").unwrap().bytes);
     }
@@ -335,6 +339,65 @@ fn deep_nesting_and_huge_lengths_are_errors() {
     assert!(matches!(e.kind, ErrorKind::Truncated(_)), "{e}");
     // A list that contains itself.
     let f = temp_file(&legacy_with(b"\x80\x02]q\x00h\x00a.\x80\x02]."));
+    let e = Checkpoint::open(f.path()).unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::Pickle(_)), "{e}");
+}
+
+/// A legacy stream with one tensor `w` of `shape`/`stride` over a 2-element f32 storage.
+fn legacy_tensor(shape: &[u8], stride: &[u8]) -> Vec<u8> {
+    let tuple = |v: &[u8]| {
+        let mut t = vec![b'('];
+        for &x in v {
+            t.push(b'J');
+            t.extend_from_slice(&(x as u32).to_le_bytes());
+        }
+        t.push(b't');
+        t
+    };
+    let mut p = b"\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n(".to_vec();
+    p.extend_from_slice(b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x02NtQK\x00");
+    p.extend(tuple(shape));
+    p.extend(tuple(stride));
+    p.extend_from_slice(b"\x89ccollections\nOrderedDict\n)RtRs.");
+    let mut v = legacy_with(&p);
+    v.extend_from_slice(b"\x80\x02]X\x01\x00\x00\x000a.");
+    v.extend_from_slice(&2u64.to_le_bytes());
+    v.extend_from_slice(&1.5f32.to_le_bytes());
+    v.extend_from_slice(&(-2.0f32).to_le_bytes());
+    v
+}
+
+#[test]
+fn expanded_views_are_bounded() {
+    // A small expand is fine.
+    let f = temp_file(&legacy_tensor(&[3, 2], &[0, 1]));
+    let ck = Checkpoint::open(f.path()).unwrap();
+    assert_eq!(
+        ck.tensor_f32("w").unwrap(),
+        vec![1.5, -2.0, 1.5, -2.0, 1.5, -2.0]
+    );
+    // A stride-0 view claiming 2^31 x 2^31 elements of 8 bytes of storage is refused up front.
+    let mut v = legacy_tensor(&[1, 1], &[0, 0]);
+    let at = v.windows(5).position(|w| w == b"(J\x01\x00\x00").unwrap();
+    v[at + 2..at + 6].copy_from_slice(&i32::MAX.to_le_bytes());
+    v[at + 7..at + 11].copy_from_slice(&i32::MAX.to_le_bytes());
+    let f = temp_file(&v);
+    let e = Checkpoint::open(f.path()).unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::Unsupported(_)), "{e}");
+    assert_eq!(e.tensor.as_deref(), Some("w"));
+}
+
+#[test]
+fn many_references_to_a_large_value_are_bounded() {
+    // One 1 MiB string referenced 2^20 times: metadata would be 1 TiB without limits.
+    let mut p = b"\x80\x02]q\x00X\x00\x00\x10\x00".to_vec();
+    p.extend(std::iter::repeat_n(b'x', 1 << 20));
+    p.extend_from_slice(b"q\x01(");
+    for _ in 0..(1 << 20) {
+        p.extend_from_slice(b"h\x01");
+    }
+    p.extend_from_slice(b"e0h\x00.\x80\x02].");
+    let f = temp_file(&legacy_with(&p));
     let e = Checkpoint::open(f.path()).unwrap_err();
     assert!(matches!(e.kind, ErrorKind::Pickle(_)), "{e}");
 }
