@@ -218,6 +218,8 @@ fn torchscript_module() {
         ck.names().collect::<Vec<_>>(),
         ["scale", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
     );
+    assert!(!ck.contains("cache"));
+    assert_eq!(ck.metadata()["gain"], 1.5);
     assert!(
         ck.metadata()["torchscript.class"]
             .as_str()
@@ -456,10 +458,11 @@ fn real_torchscript_silero_vad() {
     for (name, t) in tensors {
         check_tensor(&ck, name, t);
     }
-    // Tensor attributes that are neither parameters nor buffers (state_dict() leaves them
-    // out) are read too.
-    let extra: Vec<&str> = ck.names().filter(|n| !tensors.contains_key(*n)).collect();
-    for n in &extra {
-        assert!(!n.contains("weight") && !n.contains("bias"), "{n}");
-    }
+    // Exactly state_dict(): parameters and buffers (from `__parameters__`/`__buffers__` in the
+    // archive's code/), not the tensor attributes that cache the RNN state.
+    assert_eq!(ck.len(), 30);
+    assert!(!ck.contains("_state") && !ck.contains("_context"));
+    // Other attributes are metadata.
+    assert_eq!(ck.metadata()["_model.sample_rate"], 16000);
+    assert_eq!(ck.metadata()["sample_rates.1"], 16000);
 }

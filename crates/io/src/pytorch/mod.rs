@@ -20,7 +20,7 @@
 mod pickle;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -198,8 +198,85 @@ fn read_archive(
     } else {
         Format::PyTorch
     };
-    build(path, &buf, &u, root, &resolve, big_endian, format, script)
+    let classes = script.then(|| script_classes(path, &buf, &u, prefix, &by_name));
+    build(path, &buf, &u, root, &resolve, big_endian, format, classes)
 }
+
+/// For each TorchScript class used in the pickle, the attributes `state_dict()` holds (its
+/// `__parameters__` and `__buffers__`), read from the class source under `code/`. Classes
+/// whose source is missing or unreadable are absent: all their tensor attributes are kept.
+fn script_classes(
+    path: &Path,
+    buf: &Buf,
+    u: &Unpickler<'_>,
+    prefix: &str,
+    by_name: &HashMap<&str, &ZipEntry>,
+) -> ScriptClasses {
+    const MAX_SOURCE: usize = 16 << 20;
+    let mut out = ScriptClasses::new();
+    let mut sources: HashMap<String, Option<String>> = HashMap::new();
+    for o in &u.arena {
+        let Obj::Object { class, .. } = o else {
+            continue;
+        };
+        if out.contains_key(class) {
+            continue;
+        }
+        let Some((module, name)) = class.rsplit_once('.') else {
+            continue;
+        };
+        let file = format!("{prefix}code/{}.py", module.replace('.', "/"));
+        let src = sources.entry(file.clone()).or_insert_with(|| {
+            let e = by_name.get(file.as_str())?;
+            if e.size > MAX_SOURCE {
+                return None;
+            }
+            let b = e.read(path, buf).ok()?;
+            Some(String::from_utf8_lossy(&b).into_owned())
+        });
+        if let Some(attrs) = src.as_deref().and_then(|s| class_state_attrs(s, name)) {
+            out.insert(class.clone(), attrs);
+        }
+    }
+    out
+}
+
+/// The names listed in `__parameters__` and `__buffers__` of `class <name>(...)` in TorchScript
+/// source, or `None` when the class or its `__parameters__` line is not found.
+fn class_state_attrs(src: &str, name: &str) -> Option<HashSet<String>> {
+    let head = format!("class {name}(");
+    let mut lines = src.lines().skip_while(|l| !l.starts_with(&head));
+    lines.next()?;
+    let mut attrs = HashSet::new();
+    let mut found = false;
+    for line in lines {
+        if !(line.is_empty() || line.starts_with(' ')) {
+            break;
+        }
+        // Class-level declarations only (two-space indent), not text inside methods.
+        if !line.starts_with("  ") || line.starts_with("   ") {
+            continue;
+        }
+        let t = line.trim();
+        let list = t
+            .strip_prefix("__parameters__ = [")
+            .inspect(|_| found = true)
+            .or_else(|| t.strip_prefix("__buffers__ = ["));
+        if let Some(list) = list {
+            let list = list.split(']').next().unwrap_or("");
+            for item in list.split(',') {
+                let item = item.trim().trim_matches('"');
+                if !item.is_empty() {
+                    attrs.insert(item.to_string());
+                }
+            }
+        }
+    }
+    found.then_some(attrs)
+}
+
+/// TorchScript class name → the attributes its `state_dict()` holds.
+type ScriptClasses = HashMap<String, HashSet<String>>;
 
 /// Reads a legacy (pre-1.6) `torch.save` stream.
 pub(crate) fn open_legacy(path: &Path, buf: Arc<Buf>) -> Result<Parsed> {
@@ -340,7 +417,7 @@ pub(crate) fn open_legacy(path: &Path, buf: Arc<Buf>) -> Result<Parsed> {
         &resolve,
         false,
         Format::PyTorchLegacy,
-        false,
+        None,
     )
 }
 
@@ -364,7 +441,7 @@ fn build(
     resolve: &dyn Fn(&StorageRef) -> Result<Loc, ErrorKind>,
     big_endian: bool,
     format: Format,
-    script: bool,
+    script: Option<ScriptClasses>,
 ) -> Result<Parsed> {
     let mut f = Flattener {
         path,
@@ -374,6 +451,7 @@ fn build(
         visits: 0,
         bytes: 0,
         script,
+        meta_only: false,
     };
     let root_name = match u.get(root) {
         Obj::Tensor(_) | Obj::Storage(_) => "tensor",
@@ -409,7 +487,10 @@ struct Flattener<'p, 'u, 'a> {
     metadata: BTreeMap<String, Value>,
     visits: usize,
     bytes: usize,
-    script: bool,
+    /// TorchScript class attributes (`None` outside TorchScript archives).
+    script: Option<ScriptClasses>,
+    /// Set while walking attributes `state_dict()` leaves out: tensors there are skipped.
+    meta_only: bool,
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.
@@ -504,21 +585,33 @@ impl Flattener<'_, '_, '_> {
                     self.meta("torchscript.class".into(), Value::String(class.clone()));
                 }
                 let Some(state) = *state else { return Ok(()) };
+                let keep = self.script.as_ref().and_then(|c| c.get(class)).cloned();
                 match u.get(state) {
                     Obj::Dict(items) => {
                         for &(k, v) in items {
                             let key = self.key_text(k);
                             // Module bookkeeping flags are not worth a metadata entry each.
-                            if self.script && (key == "training" || key == "_is_full_backward_hook")
-                            {
+                            if key == "training" || key == "_is_full_backward_hook" {
                                 continue;
                             }
-                            self.walk(v, join(&name, &key), depth + 1)?;
+                            // Like state_dict(): parameters, buffers and submodules; other
+                            // tensor attributes (an RNN's cached state, ...) are left out.
+                            let saved = self.meta_only;
+                            if let Some(keep) = &keep
+                                && !keep.contains(&key)
+                                && !matches!(u.get(v), Obj::Object { .. })
+                            {
+                                self.meta_only = true;
+                            }
+                            let r = self.walk(v, join(&name, &key), depth + 1);
+                            self.meta_only = saved;
+                            r?;
                         }
                     }
                     _ => self.walk(state, name, depth + 1)?,
                 }
             }
+            Obj::Tensor(_) | Obj::Storage(_) | Obj::Unsupported { .. } if self.meta_only => {}
             Obj::Tensor(t) => {
                 self.charge(8 * (t.shape.len() + t.stride.len()))?;
                 self.tensors.push((name, t.clone()))
@@ -820,6 +913,20 @@ mod tests {
         let s = [0u8, 1, 2, 3, 4, 5];
         assert_eq!(gather(&s, 1, 0, &[3, 2], &[1, 3]), vec![0, 3, 1, 4, 2, 5]);
         assert_eq!(gather(&s, 2, 1, &[2], &[1]), vec![2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn torchscript_class_attributes() {
+        let src = "import torch\nclass Other(Module):\n  __parameters__ = [\"x\", ]\n\
+                   class Linear(Module):\n  __parameters__ = [\"weight\", \"bias\", ]\n  \
+                   __buffers__ = [\"running_mean\", ]\n  weight : Tensor\n\n  def forward(self):\n    \
+                   __parameters__ = [\"no\"]\nclass Next(Module):\n  __parameters__ = []\n";
+        let a = class_state_attrs(src, "Linear").unwrap();
+        let mut v: Vec<&str> = a.iter().map(String::as_str).collect();
+        v.sort();
+        assert_eq!(v, ["bias", "running_mean", "weight"]);
+        assert!(class_state_attrs(src, "Next").unwrap().is_empty());
+        assert!(class_state_attrs(src, "Missing").is_none());
     }
 
     #[test]
