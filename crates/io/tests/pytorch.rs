@@ -179,6 +179,22 @@ fn views_offsets_strides_and_shared_storages() {
 }
 
 #[test]
+fn parameters_and_tensor_subclass_rebuilds() {
+    let ck = check_fixture("rebuild.pt", "rebuild.pt", Format::PyTorch);
+    assert_eq!(
+        ck.names().collect::<Vec<_>>(),
+        [
+            "param",
+            "param_state",
+            "tensor_attr",
+            "pair.0",
+            "pair.1",
+            "by_int.7"
+        ]
+    );
+}
+
+#[test]
 fn dtypes() {
     let ck = check_fixture("dtypes.pt", "dtypes.pt", Format::PyTorch);
     assert_eq!(ck.info("f8e4m3").unwrap().dtype, DType::F8_E4M3);
@@ -367,6 +383,34 @@ fn legacy_tensor(shape: &[u8], stride: &[u8]) -> Vec<u8> {
     v.extend_from_slice(&1.5f32.to_le_bytes());
     v.extend_from_slice(&(-2.0f32).to_le_bytes());
     v
+}
+
+#[test]
+fn oldest_legacy_rebuild_and_storage_views() {
+    // torch < 1.0: `_rebuild_tensor(storage, offset, size, stride)` over a storage *view*
+    // ('storage', type, root key, location, root numel, (view key, offset, size)).
+    let mut p = b"\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor\n(".to_vec();
+    p.extend_from_slice(b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000");
+    p.extend_from_slice(b"X\x03\x00\x00\x00cpuK\x04(X\x01\x00\x00\x001K\x01K\x02ttQ");
+    p.extend_from_slice(b"K\x01K\x01\x85K\x01\x85tRs.");
+    let mut v = legacy_with(&p);
+    v.extend_from_slice(b"\x80\x02]X\x01\x00\x00\x000a.");
+    v.extend_from_slice(&4u64.to_le_bytes());
+    for x in [1.0f32, 2.0, 3.0, 4.0] {
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    let f = temp_file(&v);
+    let ck = Checkpoint::open(f.path()).unwrap();
+    // The view starts at element 1 of the root storage; the tensor at element 1 of the view.
+    assert_eq!(ck.tensor_f32("w").unwrap(), vec![3.0]);
+    assert_eq!(ck.info("w").unwrap().shape, vec![1]);
+    // A view beyond its root storage is an error naming the tensor.
+    let at = v.windows(4).position(|w| w == b"K\x01K\x02").unwrap();
+    v[at + 3] = 9;
+    let f = temp_file(&v);
+    let e = Checkpoint::open(f.path()).unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::OffsetOutOfBounds { .. }), "{e}");
+    assert_eq!(e.tensor.as_deref(), Some("w"));
 }
 
 #[test]
