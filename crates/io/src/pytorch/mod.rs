@@ -194,7 +194,7 @@ fn read_archive(
         })
     };
     let format = if script {
-        crate::checkpoint::Format::TorchScript
+        Format::TorchScript
     } else {
         Format::PyTorch
     };
