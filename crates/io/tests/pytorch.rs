@@ -245,6 +245,13 @@ fn torchscript_module() {
 }
 
 #[test]
+fn old_torchscript_layout_is_refused_clearly() {
+    let e = Checkpoint::open(fixtures().join("old_torchscript.pt")).unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::Unsupported(_)), "{e}");
+    assert!(e.to_string().contains("model.json"), "{e}");
+}
+
+#[test]
 fn unsupported_dtypes_name_the_tensor() {
     for (file, tensor) in [("complex.pt", "z"), ("qint.pt", "q")] {
         let e = Checkpoint::open(fixtures().join(file)).unwrap_err();
