@@ -427,10 +427,16 @@ pub(crate) fn open_file(path: &Path) -> Result<Parsed> {
                     .iter()
                     .any(|e| e.name == suffix || e.name.ends_with(&format!("/{suffix}")))
             };
-            if is("data.pkl") {
-                pytorch::open_zip(path, buf, entries)?
-            } else if is("constants.pkl") {
+            // TorchScript archives also hold a data.pkl: tell them apart first (constants.pkl,
+            // or code/ beside data.pkl or the old model.json).
+            let has_code = entries
+                .iter()
+                .any(|e| e.name.starts_with("code/") || e.name.contains("/code/"));
+            let script = is("constants.pkl") || (has_code && (is("data.pkl") || is("model.json")));
+            if script {
                 pytorch::open_torchscript(path, buf, entries)?
+            } else if is("data.pkl") {
+                pytorch::open_zip(path, buf, entries)?
             } else if !entries.is_empty() && entries.iter().all(|e| e.name.ends_with(".npy")) {
                 npy::open_npz(path, buf, entries)?
             } else {
