@@ -45,6 +45,13 @@ enum Command {
 }
 
 fn main() {
+    // Die quietly on a closed pipe (`weightspace inspect big.gguf | head`), like other Unix tools,
+    // instead of panicking in `println!`.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
