@@ -1,0 +1,680 @@
+//! The `weightspace` binary, run as a user runs it: JSON output shapes (the public contract in
+//! the README), CSV/Parquet tables, conversion, exit codes (2 for bad input or usage, with a
+//! message naming the file and nothing written) and the quickstart tour.
+//!
+//! `fixtures/stats.safetensors` and its numpy goldens `fixtures/stats_golden.json` are written
+//! by `fixtures/make_stats_golden.py`; other inputs are made here with `weightspace-io`.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+use weightspace_io::{Checkpoint, DType, TensorInfo, write_safetensors};
+
+const BIN: &str = env!("CARGO_BIN_EXE_weightspace");
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run weightspace")
+}
+
+fn run_p(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    Command::new(BIN)
+        .args(args.iter().map(|a| a.as_ref()))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run weightspace")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs, asserts exit 0, parses stdout as JSON.
+fn json_of(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Value {
+    let o = run_p(args);
+    assert!(o.status.success(), "{:?}: {}", o.status, stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)))
+}
+
+fn keys(v: &Value) -> BTreeSet<&str> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+fn set(ks: &[&'static str]) -> BTreeSet<&'static str> {
+    ks.iter().copied().collect()
+}
+
+fn dir_entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Writes an f32 safetensors file of (name, shape, values).
+fn write_f32(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
+    let infos: Vec<TensorInfo> = tensors
+        .iter()
+        .map(|(n, s, _)| TensorInfo {
+            name: n.to_string(),
+            dtype: DType::F32,
+            shape: s.clone(),
+        })
+        .collect();
+    let meta = BTreeMap::from([("made_by".to_string(), "cli.rs".to_string())]);
+    write_safetensors(path, &infos, &meta, |i| {
+        Ok(Cow::Owned(
+            tensors[i].2.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ))
+    })
+    .unwrap();
+}
+
+const STATS_KEYS: [&str; 16] = [
+    "name", "dtype", "shape", "count", "mean", "std", "min", "q25", "median", "q75", "max", "l2",
+    "abs_mean", "sparsity", "nan", "inf",
+];
+
+// ---------------------------------------------------------------------------------------------
+// JSON contracts
+
+#[test]
+fn inspect_json_contract() {
+    let p = fixture("stats.safetensors");
+    let v = json_of(&[&"inspect", &"--json", &p]);
+    assert_eq!(
+        keys(&v),
+        set(&[
+            "path",
+            "format",
+            "total_params",
+            "total_bytes",
+            "metadata",
+            "tensors"
+        ])
+    );
+    assert_eq!(v["path"], json!(p.display().to_string()));
+    assert_eq!(v["format"], json!("safetensors"));
+    assert_eq!(v["metadata"], json!({"purpose": "cli stats goldens"}));
+    let golden = stats_golden();
+    let tensors = v["tensors"].as_array().unwrap();
+    assert_eq!(tensors.len(), golden.len());
+    let (mut params, mut bytes) = (0, 0);
+    for t in tensors {
+        assert_eq!(
+            keys(t),
+            set(&["name", "dtype", "shape", "params", "bytes"]),
+            "{t}"
+        );
+        let g = &golden[t["name"].as_str().unwrap()];
+        assert_eq!(t["dtype"], g["dtype"]);
+        assert_eq!(t["shape"], g["shape"]);
+        assert_eq!(t["params"], g["count"]);
+        let size = DType::from_name(g["dtype"].as_str().unwrap())
+            .unwrap()
+            .size()
+            .unwrap() as u64;
+        assert_eq!(t["bytes"], json!(g["count"].as_u64().unwrap() * size));
+        params += t["params"].as_u64().unwrap();
+        bytes += t["bytes"].as_u64().unwrap();
+    }
+    assert_eq!(v["total_params"], json!(params));
+    assert_eq!(v["total_bytes"], json!(bytes));
+    // Tensors in file (data) order, like the library.
+    let ck = Checkpoint::open(&p).unwrap();
+    let names: Vec<&str> = tensors
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ck.names().collect::<Vec<_>>());
+
+    // Human output mentions every tensor.
+    let o = run_p(&[&"inspect", &p]);
+    assert!(o.status.success());
+    for n in names {
+        assert!(stdout(&o).contains(n), "{n}");
+    }
+}
+
+fn stats_golden() -> BTreeMap<String, Value> {
+    serde_json::from_str(&std::fs::read_to_string(fixture("stats_golden.json")).unwrap()).unwrap()
+}
+
+/// `a` (weightspace) against numpy's `b`: null ↔ NaN, and null ↔ "inf"/"-inf" (JSON has no
+/// infinity; serde_json writes non-finite floats as null); exact for order statistics and
+/// sparsity, close for sums (we accumulate f32 blocks in f64; numpy sums pairwise in f64).
+fn close(stat: &str, a: &Value, b: &Value, scale: f64) -> bool {
+    if b.is_string() {
+        return a.is_null();
+    }
+    match (a.as_f64(), b.as_f64()) {
+        (None, None) => a.is_null() && b.is_null(),
+        (Some(x), Some(y)) => match stat {
+            "min" | "max" | "q25" | "median" | "q75" | "sparsity" => x == y,
+            _ => (x - y).abs() <= 1e-6 * scale.max(y.abs()).max(1e-30),
+        },
+        _ => false,
+    }
+}
+
+/// Two renderings of one f64 (Rust's Display in CSV, ryu in JSON) parsed back: equal up to the
+/// last-ulp slack of serde_json's default (not round-trip exact) float parser.
+fn same_f64(a: f64, b: f64) -> bool {
+    a == b || (a - b).abs() <= 4.0 * f64::EPSILON * a.abs().max(b.abs())
+}
+
+#[test]
+fn stats_json_matches_numpy() {
+    let golden = stats_golden();
+    let v = json_of(&[&"stats", &"--json", &fixture("stats.safetensors")]);
+    assert_eq!(keys(&v), set(&["tensors"]));
+    let rows = v["tensors"].as_array().unwrap();
+    assert_eq!(rows.len(), golden.len());
+    for r in rows {
+        assert_eq!(keys(r), set(&STATS_KEYS), "{r}");
+        let name = r["name"].as_str().unwrap();
+        let g = &golden[name];
+        for k in ["dtype", "shape", "count", "nan", "inf"] {
+            assert_eq!(r[k], g[k], "{name}.{k}");
+        }
+        let scale = g["abs_mean"]
+            .as_f64()
+            .unwrap_or(1.0)
+            .max(g["std"].as_f64().unwrap_or(0.0));
+        for k in [
+            "mean", "std", "min", "q25", "median", "q75", "max", "l2", "abs_mean", "sparsity",
+        ] {
+            assert!(
+                close(k, &r[k], &g[k], scale),
+                "{name}.{k}: weightspace {} numpy {}",
+                r[k],
+                g[k]
+            );
+        }
+    }
+    // The fixture covers the edge cases the goldens are about.
+    assert_eq!(golden["with_nan"]["nan"], json!(1));
+    assert!(golden["with_nan"]["mean"].is_null());
+    assert_eq!(golden["with_inf"]["inf"], json!(1));
+    assert_eq!(golden["empty"]["count"], json!(0));
+    assert!(golden["sparse"]["sparsity"].as_f64().unwrap() > 0.5);
+}
+
+#[test]
+fn stats_csv_and_parquet_hold_the_same_rows() {
+    let p = fixture("stats.safetensors");
+    let dir = tempfile::tempdir().unwrap();
+    let pq = dir.path().join("stats.parquet");
+    let json_rows = json_of(&[&"stats", &"--json", &p])["tensors"].clone();
+    let json_rows = json_rows.as_array().unwrap();
+
+    let o = run_p(&[&"stats", &"--csv", &"--parquet", &pq, &p]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = stdout(&o);
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(
+        header,
+        [
+            "name", "dtype", "shape", "count", "mean", "std", "min", "q25", "median", "q75", "max",
+            "l2", "abs_mean", "sparsity", "nan", "inf"
+        ]
+    );
+    let body: Vec<&str> = lines.collect();
+    assert_eq!(body.len(), json_rows.len());
+    for (line, r) in body.iter().zip(json_rows) {
+        // Shapes like "[64,33]" are quoted because of the comma.
+        let shape = r["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let prefix = if r["shape"].as_array().unwrap().len() > 1 {
+            format!(
+                "{},{},\"[{shape}]\",",
+                r["name"].as_str().unwrap(),
+                r["dtype"].as_str().unwrap()
+            )
+        } else {
+            format!(
+                "{},{},[{shape}],",
+                r["name"].as_str().unwrap(),
+                r["dtype"].as_str().unwrap()
+            )
+        };
+        assert!(line.starts_with(&prefix), "{line} vs {prefix}");
+        let rest: Vec<&str> = line[prefix.len()..].split(',').collect();
+        assert_eq!(rest.len(), 13, "{line}");
+        for (k, cell) in [
+            "count", "mean", "std", "min", "q25", "median", "q75", "max", "l2", "abs_mean",
+            "sparsity", "nan", "inf",
+        ]
+        .iter()
+        .zip(rest)
+        {
+            let want = &r[*k];
+            let got: f64 = cell.parse().unwrap();
+            match want.as_f64() {
+                // Null in JSON: NaN or an infinity, which CSV writes out.
+                None => assert!(!got.is_finite(), "{line}: {k}"),
+                Some(w) => assert!(same_f64(got, w), "{line}: {k}: {got} vs {w}"),
+            }
+        }
+    }
+    // Infinities are spelled out in CSV (shape [11] has no comma, so cells line up).
+    let inf_line = body.iter().find(|l| l.starts_with("with_inf,")).unwrap();
+    let cells: Vec<&str> = inf_line.split(',').collect();
+    let at = |c: &str| cells[header.iter().position(|h| *h == c).unwrap()];
+    assert_eq!((at("max"), at("mean"), at("std")), ("inf", "inf", "NaN"));
+
+    // Parquet: same columns and values.
+    use arrow::array::{Array, Float64Array, StringArray, UInt64Array};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let f = std::fs::File::open(&pq).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+    let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let cols: Vec<String> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(cols, header);
+    assert_eq!(batch.num_rows(), json_rows.len());
+    let col = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
+    let names = col("name");
+    let names = names.as_any().downcast_ref::<StringArray>().unwrap();
+    for (i, r) in json_rows.iter().enumerate() {
+        assert_eq!(names.value(i), r["name"].as_str().unwrap());
+        for k in ["count", "nan", "inf"] {
+            let c = col(k);
+            let c = c.as_any().downcast_ref::<UInt64Array>().unwrap();
+            assert_eq!(c.value(i), r[k].as_u64().unwrap(), "{k}");
+        }
+        for k in [
+            "mean", "std", "min", "q25", "median", "q75", "max", "l2", "abs_mean", "sparsity",
+        ] {
+            let c = col(k);
+            let c = c.as_any().downcast_ref::<Float64Array>().unwrap();
+            assert!(!c.is_null(i));
+            match r[k].as_f64() {
+                None => assert!(!c.value(i).is_finite(), "{k}"),
+                Some(w) => assert!(same_f64(c.value(i), w), "{k}: {} vs {w}", c.value(i)),
+            }
+        }
+    }
+}
+
+/// A and B for diff/hash: one tensor changed, one identical, one reshaped, one only in each.
+fn diff_pair(dir: &Path) -> (PathBuf, PathBuf) {
+    let a = dir.join("a.safetensors");
+    let b = dir.join("b.safetensors");
+    write_f32(
+        &a,
+        &[
+            ("same", vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]),
+            ("changed", vec![3], vec![1.0, 0.0, 0.0]),
+            ("reshaped", vec![2, 3], vec![0.5; 6]),
+            ("only_a", vec![1], vec![9.0]),
+            ("zero", vec![2], vec![0.0, 0.0]),
+        ],
+    );
+    write_f32(
+        &b,
+        &[
+            ("same", vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]),
+            ("changed", vec![3], vec![0.0, 3.0, -4.0]),
+            ("reshaped", vec![3, 2], vec![0.5; 6]),
+            ("only_b", vec![1], vec![8.0]),
+            ("zero", vec![2], vec![0.0, 1.0]),
+        ],
+    );
+    (a, b)
+}
+
+#[test]
+fn diff_json_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = diff_pair(dir.path());
+    let v = json_of(&[&"diff", &"--json", &a, &b]);
+    assert_eq!(
+        keys(&v),
+        set(&["a", "b", "only_in_a", "only_in_b", "shared"])
+    );
+    assert_eq!(v["a"], json!(a.display().to_string()));
+    assert_eq!(v["b"], json!(b.display().to_string()));
+    assert_eq!(v["only_in_a"], json!(["only_a"]));
+    assert_eq!(v["only_in_b"], json!(["only_b"]));
+    let shared: BTreeMap<&str, &Value> = v["shared"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["name"].as_str().unwrap(), d))
+        .collect();
+    assert_eq!(
+        shared.keys().copied().collect::<Vec<_>>(),
+        ["changed", "reshaped", "same", "zero"]
+    );
+    for d in shared.values() {
+        assert_eq!(
+            keys(d),
+            set(&[
+                "name",
+                "shape_a",
+                "shape_b",
+                "dtype_a",
+                "dtype_b",
+                "shape_equal",
+                "dtype_equal",
+                "identical",
+                "l2",
+                "cosine",
+                "max_abs"
+            ]),
+            "{d}"
+        );
+    }
+    let s = shared["same"];
+    assert_eq!(
+        (&s["identical"], &s["l2"], &s["cosine"], &s["max_abs"]),
+        (&json!(true), &json!(0.0), &json!(1.0), &json!(0.0))
+    );
+    // changed: a = (1,0,0), b = (0,3,-4): |a-b| = sqrt(1+9+16), cos = 0, max |d| = 4.
+    let c = shared["changed"];
+    assert_eq!(c["identical"], json!(false));
+    assert_eq!(c["shape_equal"], json!(true));
+    assert_eq!(c["dtype_equal"], json!(true));
+    assert_eq!(c["l2"], json!(26f64.sqrt()));
+    assert_eq!(c["cosine"], json!(0.0));
+    assert_eq!(c["max_abs"], json!(4.0));
+    // reshaped: shapes differ, no numbers.
+    let r = shared["reshaped"];
+    assert_eq!(
+        (&r["shape_a"], &r["shape_b"], &r["shape_equal"]),
+        (&json!([2, 3]), &json!([3, 2]), &json!(false))
+    );
+    assert!(r["l2"].is_null() && r["cosine"].is_null() && r["max_abs"].is_null());
+    // A zero vector has no cosine.
+    assert!(shared["zero"]["cosine"].is_null());
+    assert_eq!(shared["zero"]["l2"], json!(1.0));
+}
+
+#[test]
+fn hash_json_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = diff_pair(dir.path());
+    let a2 = dir.path().join("a-copy.safetensors");
+    std::fs::copy(&a, &a2).unwrap();
+    let v = json_of(&[&"hash", &"--json", &a, &b, &a2]);
+    assert_eq!(keys(&v), set(&["files", "duplicates"]));
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3);
+    for f in files {
+        assert_eq!(keys(f), set(&["path", "model_hash", "tensors"]));
+        assert_eq!(f["model_hash"].as_str().unwrap().len(), 64);
+        for t in f["tensors"].as_array().unwrap() {
+            assert_eq!(keys(t), set(&["name", "hash", "bytes"]));
+        }
+    }
+    assert_eq!(files[0]["path"], json!(a.display().to_string()));
+    assert_eq!(files[0]["model_hash"], files[2]["model_hash"]);
+    assert_ne!(files[0]["model_hash"], files[1]["model_hash"]);
+    let dups = v["duplicates"].as_array().unwrap();
+    for d in dups {
+        assert_eq!(keys(d), set(&["hash", "bytes", "occurrences"]));
+    }
+    // "same" appears in all three files; "reshaped" has equal bytes but different shapes, so
+    // only A and its copy share it.
+    let occ = |name: &str| -> Vec<Vec<String>> {
+        let d = dups
+            .iter()
+            .find(|d| {
+                d["occurrences"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|o| o[1] == json!(name) && o[0] == json!(a.display().to_string()))
+            })
+            .unwrap_or_else(|| panic!("{name} not duplicated: {v}"));
+        serde_json::from_value(d["occurrences"].clone()).unwrap()
+    };
+    assert_eq!(occ("same").len(), 3);
+    assert_eq!(occ("same")[1][0], b.display().to_string());
+    let reshaped = occ("reshaped");
+    assert_eq!(reshaped.len(), 2);
+    assert!(
+        reshaped
+            .iter()
+            .all(|o| o[1] == "reshaped" && o[0] != b.display().to_string())
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// convert
+
+#[test]
+fn convert_to_f16_and_sharded() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("stats.safetensors");
+    let out = dir.path().join("half.safetensors");
+    let o = run_p(&[&"convert", &src, &out, &"--dtype", &"f16"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("half.safetensors"));
+    let a = Checkpoint::open(&src).unwrap();
+    let h = Checkpoint::open(&out).unwrap();
+    assert_eq!(a.len(), h.len());
+    for t in a.infos() {
+        let ht = h.info(&t.name).unwrap();
+        assert_eq!(ht.shape, t.shape);
+        if t.dtype.is_float() {
+            assert_eq!(ht.dtype, DType::F16, "{}", t.name);
+            let want: Vec<u32> = a
+                .tensor_f32(&t.name)
+                .unwrap()
+                .iter()
+                .map(|&v| half::f16::from_f32(v).to_f32().to_bits())
+                .collect();
+            let got: Vec<u32> = h
+                .tensor_f32(&t.name)
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            assert_eq!(got, want, "{}", t.name);
+        } else {
+            assert_eq!(ht.dtype, t.dtype, "{}", t.name);
+        }
+    }
+
+    // Sharded into an existing directory: DIR/model-0000k-of-0000n.safetensors + index.
+    let sdir = dir.path().join("sharded");
+    std::fs::create_dir(&sdir).unwrap();
+    let o = run_p(&[&"convert", &src, &sdir, &"--max-shard-size", &"30kB"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let files = dir_entries(&sdir);
+    assert!(files.len() >= 4, "{files:?}");
+    assert!(files.contains(&"model.safetensors.index.json".to_string()));
+    let n = files.len() - 1;
+    for (k, f) in files[..n].iter().enumerate() {
+        assert_eq!(f, &format!("model-{:05}-of-{n:05}.safetensors", k + 1));
+        // At most 30 kB of tensor data, or a single tensor larger than that.
+        let shard = Checkpoint::open(sdir.join(f)).unwrap();
+        assert!(shard.total_bytes() <= 30_000 || shard.len() == 1, "{f}");
+    }
+    let s = Checkpoint::open(&sdir).unwrap();
+    for name in a.names() {
+        assert_eq!(
+            a.tensor(name).unwrap().bytes,
+            s.tensor(name).unwrap().bytes,
+            "{name}"
+        );
+    }
+    // And the CLI reads it back as one checkpoint.
+    let v = json_of(&[&"inspect", &"--json", &sdir]);
+    assert_eq!(v["format"], json!("safetensors-sharded"));
+    assert_eq!(v["tensors"].as_array().unwrap().len(), a.len());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input and usage
+
+/// A valid file with its data section cut short.
+fn corrupt(dir: &Path) -> PathBuf {
+    let mut b = std::fs::read(fixture("stats.safetensors")).unwrap();
+    b.truncate(b.len() - 100);
+    let p = dir.join("corrupt.safetensors");
+    std::fs::write(&p, b).unwrap();
+    p
+}
+
+fn assert_bad_input(o: &Output, names: &Path) {
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(o));
+    let e = stderr(o);
+    assert!(e.contains(&names.display().to_string()), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+    assert!(stdout(o).is_empty(), "stdout: {}", stdout(o));
+}
+
+#[test]
+fn bad_input_exits_2_naming_the_file_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = corrupt(dir.path());
+    let good = fixture("stats.safetensors");
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let pq = out.join("s.parquet");
+    let converted = out.join("c.safetensors");
+    for args in [
+        vec![&"inspect" as &dyn AsRef<std::ffi::OsStr>, &bad],
+        vec![&"inspect", &"--json", &bad],
+        vec![&"stats", &"--json", &bad],
+        vec![&"stats", &"--parquet", &pq, &bad],
+        vec![&"diff", &good, &bad],
+        vec![&"diff", &"--json", &bad, &good],
+        vec![&"hash", &good, &bad],
+        vec![&"convert", &bad, &converted],
+        vec![
+            &"convert",
+            &bad,
+            &out,
+            &"--dtype",
+            &"bf16",
+            &"--max-shard-size",
+            &"1kB",
+        ],
+    ] {
+        let o = run_p(&args);
+        assert_bad_input(&o, &bad);
+        assert!(stderr(&o).contains("offsets"), "{}", stderr(&o));
+    }
+    assert_eq!(dir_entries(&out), Vec::<String>::new(), "nothing written");
+
+    // Missing files, a file that is no checkpoint, an empty file, a hostile header.
+    let missing = dir.path().join("nope.safetensors");
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "hello, these are not weights").unwrap();
+    let empty = dir.path().join("empty.bin");
+    std::fs::write(&empty, b"").unwrap();
+    let huge = dir.path().join("huge.safetensors");
+    let mut h = u64::MAX.to_le_bytes().to_vec();
+    h.extend_from_slice(b"{}");
+    std::fs::write(&huge, h).unwrap();
+    for p in [&missing, &text, &empty, &huge] {
+        for cmd in ["inspect", "stats", "hash"] {
+            assert_bad_input(&run_p(&[&cmd, p]), p);
+        }
+        assert_bad_input(&run_p(&[&"convert", p, &converted]), p);
+    }
+    assert_eq!(dir_entries(&out), Vec::<String>::new(), "nothing written");
+
+    // Writing into a folder that does not exist is a bad output path: exit 2, no panic.
+    let nodir = dir.path().join("no/such/dir/x.safetensors");
+    let o = run_p(&[&"convert", &good, &nodir]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let good = fixture("stats.safetensors");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o.safetensors");
+    for args in [
+        vec![],
+        vec![&"frobnicate" as &dyn AsRef<std::ffi::OsStr>],
+        vec![&"inspect"],
+        vec![&"inspect", &"--no-such-flag", &good],
+        vec![&"stats", &"--json", &"--csv", &good],
+        vec![&"diff", &good],
+        vec![&"hash"],
+        vec![&"convert", &good],
+        vec![&"convert", &good, &out, &"--dtype", &"i8"],
+        vec![&"convert", &good, &out, &"--dtype", &"q4_0"],
+        vec![&"convert", &good, &out, &"--max-shard-size", &"lots"],
+        vec![&"convert", &good, &out, &"--max-shard-size", &"0"],
+    ] {
+        let o = run_p(&args);
+        assert_eq!(o.status.code(), Some(2), "{:?}: {}", o.status, stderr(&o));
+        assert!(!stderr(&o).is_empty());
+        assert!(!stderr(&o).contains("panicked"));
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn help_for_every_command() {
+    for cmd in ["inspect", "stats", "diff", "hash", "convert", "quickstart"] {
+        let o = run(&[cmd, "--help"]);
+        assert!(o.status.success(), "{cmd}");
+        assert!(stdout(&o).contains("Usage"), "{cmd}");
+    }
+    let o = run(&["--version"]);
+    assert!(o.status.success());
+}
+
+#[test]
+fn quickstart_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("qs");
+    let o = run_p(&[&"quickstart", &"--out", &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    for word in ["inspect", "stats", "diff", "hash"] {
+        assert!(s.contains(&format!("weightspace {word}")), "{word}: {s}");
+    }
+    let files = dir_entries(&out);
+    assert!(files.contains(&"base.safetensors".to_string()), "{files:?}");
+    // What it wrote is readable, and a rerun gives the same bytes (fixed seed).
+    let first = std::fs::read(out.join("base.safetensors")).unwrap();
+    Checkpoint::open(out.join("base.safetensors")).unwrap();
+    let o = run_p(&[&"quickstart", &"--quiet", &"--out", &out]);
+    assert!(o.status.success());
+    assert_eq!(std::fs::read(out.join("base.safetensors")).unwrap(), first);
+}
