@@ -82,7 +82,7 @@ fn every_tensor_matches_the_numpy_ggml_port_bit_exactly() {
         assert!(per_type.contains_key(t), "no golden tensor of type {t}");
     }
     for (t, (n, worst)) in &per_type {
-        println!("{t:5} {n:5} values, max {worst} ulp");
+        println!("{t:7} {n:5} values, max {worst} ulp");
     }
 }
 
@@ -150,20 +150,74 @@ fn version_2_with_custom_alignment() {
 }
 
 #[test]
-fn unsupported_type_names_tensor_and_type() {
-    let e = Checkpoint::open(fixture("unsupported_iq4nl.gguf")).unwrap_err();
-    assert_eq!(e.tensor.as_deref(), Some("blk.0.iq"));
-    match &e.kind {
-        ErrorKind::UnsupportedDType(s) => {
-            assert!(s.contains("IQ4_NL") && s.contains("id 20"), "{s}")
-        }
-        k => panic!("expected UnsupportedDType, got {k:?}"),
+fn iq4_nl_file_once_refused_is_read() {
+    // This file was the "unsupported type" fixture before weightspace read the i-quants.
+    let ck = Checkpoint::open(fixture("unsupported_iq4nl.gguf")).unwrap();
+    let t = ck.tensor("blk.0.iq").unwrap();
+    assert_eq!((t.dtype, t.shape), (DType::IQ4_NL, &[1usize, 32][..]));
+    assert_eq!(t.bytes.len(), 18);
+    // d = 0.5 and every value is d times one of ggml's kvalues_iq4nl.
+    const KVALUES_IQ4NL: [i8; 16] = [
+        -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+    ];
+    let v = ck.tensor_f32("blk.0.iq").unwrap();
+    for (j, x) in v.iter().enumerate() {
+        let q = t.bytes[2 + j % 16] >> (4 * (j / 16)) & 0x0f;
+        assert_eq!(*x, 0.5 * KVALUES_IQ4NL[q as usize] as f32, "value {j}");
     }
-    let msg = e.to_string();
-    assert!(
-        msg.contains("unsupported_iq4nl.gguf") && msg.contains("blk.0.iq"),
-        "{msg}"
-    );
+    assert_eq!(ck.tensor_f32("ok").unwrap(), vec![1.0; 4]);
+}
+
+#[test]
+fn truncated_iquant_blocks_are_refused() {
+    // One tensor of one block of each new type whose data ends a byte early at the end of the
+    // file: refused at open time, naming the tensor and the bytes it needs.
+    for (id, block, bytes) in [
+        (16, 256, 66),
+        (17, 256, 74),
+        (18, 256, 98),
+        (19, 256, 50),
+        (20, 32, 18),
+        (21, 256, 110),
+        (22, 256, 82),
+        (23, 256, 136),
+        (29, 256, 56),
+        (34, 256, 54),
+        (35, 256, 66),
+        (39, 32, 17),
+        (40, 64, 36),
+        (41, 128, 18),
+    ] {
+        let mut g = Gguf::new(3, 1, 0);
+        g.tensor("q", &[block], id, 0);
+        let mut whole = g.clone();
+        whole.data(32, &vec![0; bytes]);
+        let ck = whole.open().unwrap_or_else(|e| panic!("type {id}: {e}"));
+        assert_eq!(
+            ck.tensor_f32("q").unwrap().len(),
+            block as usize,
+            "type {id}"
+        );
+
+        g.data(32, &vec![0; bytes - 1]);
+        let (k, t) = kind(g.open());
+        assert_eq!(t.as_deref(), Some("q"), "type {id}");
+        match k {
+            ErrorKind::OffsetOutOfBounds { end, available, .. } => {
+                assert_eq!(
+                    (end, available),
+                    (bytes as u64, bytes as u64 - 1),
+                    "type {id}"
+                )
+            }
+            k => panic!("type {id}: {k:?}"),
+        }
+        // A row that is not a whole number of blocks.
+        let mut g = Gguf::new(3, 1, 0);
+        g.tensor("q", &[block / 2], id, 0).data(32, &vec![0; bytes]);
+        let (k, _) = kind(g.open());
+        assert!(matches!(k, ErrorKind::InvalidHeader(_)), "type {id}: {k:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -354,13 +408,25 @@ fn unknown_type_ids() {
         ErrorKind::UnsupportedDType(s) => assert!(s.contains("99"), "{s}"),
         k => panic!("{k:?}"),
     }
-    // Known but unsupported: named.
-    let mut g = Gguf::new(3, 1, 0);
-    g.tensor("x", &[256], 39, 0).data(32, &[0; 136]);
-    match kind(g.open()).0 {
-        ErrorKind::UnsupportedDType(s) => assert!(s.contains("MXFP4"), "{s}"),
-        k => panic!("{k:?}"),
+    // Known but removed from ggml: named.
+    for (id, name) in [(31, "Q4_0_4_4"), (36, "IQ4_NL_4_4"), (4, "Q4_2")] {
+        let mut g = Gguf::new(3, 1, 0);
+        g.tensor("x", &[256], id, 0).data(32, &[0; 144]);
+        let (k, t) = kind(g.open());
+        assert_eq!(t.as_deref(), Some("x"));
+        match k {
+            ErrorKind::UnsupportedDType(s) => {
+                assert!(s.contains(name) && s.contains(&format!("id {id}")), "{s}")
+            }
+            k => panic!("{k:?}"),
+        }
     }
+    let e = {
+        let mut g = Gguf::new(3, 1, 0);
+        g.tensor("blk.0.w", &[256], 38, 0).data(32, &[0; 144]);
+        g.open().unwrap_err()
+    };
+    assert!(e.to_string().contains("blk.0.w"), "{e}");
     // An unknown metadata value type, and array element type.
     let mut g = Gguf::new(3, 0, 1);
     g.str("k").u32(13).u32(0);
