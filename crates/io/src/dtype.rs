@@ -4,9 +4,11 @@ use std::fmt;
 
 /// The element type of a tensor as stored in a file.
 ///
-/// Plain types have a fixed size per element. GGUF's quantised types are stored in blocks of
-/// [`DType::block_size`] elements taking [`DType::block_bytes`] bytes; [`crate::TensorView::to_f32`]
-/// dequantises them exactly as ggml does.
+/// Plain types have a fixed size per element. GGUF's quantised types (the legacy `Q*_0/1`, the
+/// K-quants, the i-quants `IQ*`, the ternary `TQ*`, the FP4 types and `Q1_0`) are stored in
+/// blocks of [`DType::block_size`] elements taking [`DType::block_bytes`] bytes (ggml's
+/// `sizeof(block_*)`, gguf-py's `GGML_QUANT_SIZES`); [`crate::TensorView::to_f32`] dequantises
+/// them exactly as ggml does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[allow(non_camel_case_types)]
 pub enum DType {
@@ -64,11 +66,51 @@ pub enum DType {
     Q6_K,
     /// GGUF Q8_K super-blocks of 256 (f32 scale, 256 signed bytes, 16 i16 sums).
     Q8_K,
+    /// GGUF IQ2_XXS super-blocks of 256 (f16 scale; per 32 values, four 8-bit indices into
+    /// ggml's `iq2xxs_grid`, four 7-bit sign codes and a 4-bit scale).
+    IQ2_XXS,
+    /// GGUF IQ2_XS super-blocks of 256 (f16 scale, 16-bit words of a 9-bit `iq2xs_grid` index
+    /// and a 7-bit sign code, 4-bit scales per 16 values).
+    IQ2_XS,
+    /// GGUF IQ3_XXS super-blocks of 256 (f16 scale, 8-bit `iq3xxs_grid` indices, per 32 values
+    /// a 32-bit word of four 7-bit sign codes and a 4-bit scale).
+    IQ3_XXS,
+    /// GGUF IQ1_S super-blocks of 256 (f16 scale, 11-bit `iq1s_grid` indices, 3-bit scales and a
+    /// ±1/8 shift per 32 values).
+    IQ1_S,
+    /// GGUF IQ4_NL: blocks of 32, f16 scale + 16 bytes of 4-bit indices into `kvalues_iq4nl`.
+    IQ4_NL,
+    /// GGUF IQ3_S super-blocks of 256 (f16 scale, 9-bit `iq3s_grid` indices, one sign bit per
+    /// value, 4-bit scales per 32 values).
+    IQ3_S,
+    /// GGUF IQ2_S super-blocks of 256 (f16 scale, 10-bit `iq2s_grid` indices, one sign bit per
+    /// value, 4-bit scales per 16 values).
+    IQ2_S,
+    /// GGUF IQ4_XS super-blocks of 256 (f16 scale, 6-bit scales per 32 values, 4-bit indices into
+    /// `kvalues_iq4nl`).
+    IQ4_XS,
+    /// GGUF IQ1_M super-blocks of 256 (11-bit `iq1s_grid` indices with a ±1/8 shift per 8
+    /// values, 3-bit scales per 16; the f16 super-scale is spread over the scale words' top
+    /// nibbles).
+    IQ1_M,
+    /// GGUF TQ1_0 super-blocks of 256: ternary values packed 5 (or 4) to a byte in base 3, f16
+    /// scale.
+    TQ1_0,
+    /// GGUF TQ2_0 super-blocks of 256: ternary values as 2-bit codes, f16 scale.
+    TQ2_0,
+    /// GGUF MXFP4 (OCP microscaling FP4): blocks of 32, an E8M0 shared exponent + 16 bytes of
+    /// E2M1 codes.
+    MXFP4,
+    /// GGUF NVFP4: blocks of 64, four unsigned E4M3 scales (one per 16 values) + 32 bytes of E2M1
+    /// codes.
+    NVFP4,
+    /// GGUF Q1_0: blocks of 128, f16 scale + 16 bytes of sign bits (`±d`).
+    Q1_0,
 }
 
 impl DType {
     /// Every dtype, in declaration order.
-    pub const ALL: [DType; 27] = [
+    pub const ALL: [DType; 41] = [
         DType::Bool,
         DType::U8,
         DType::I8,
@@ -96,6 +138,20 @@ impl DType {
         DType::Q5_K,
         DType::Q6_K,
         DType::Q8_K,
+        DType::IQ2_XXS,
+        DType::IQ2_XS,
+        DType::IQ3_XXS,
+        DType::IQ1_S,
+        DType::IQ4_NL,
+        DType::IQ3_S,
+        DType::IQ2_S,
+        DType::IQ4_XS,
+        DType::IQ1_M,
+        DType::TQ1_0,
+        DType::TQ2_0,
+        DType::MXFP4,
+        DType::NVFP4,
+        DType::Q1_0,
     ];
 
     /// The name used in safetensors headers (`"F32"`, `"BF16"`, ...) and, for quantised
@@ -129,6 +185,20 @@ impl DType {
             DType::Q5_K => "Q5_K",
             DType::Q6_K => "Q6_K",
             DType::Q8_K => "Q8_K",
+            DType::IQ2_XXS => "IQ2_XXS",
+            DType::IQ2_XS => "IQ2_XS",
+            DType::IQ3_XXS => "IQ3_XXS",
+            DType::IQ1_S => "IQ1_S",
+            DType::IQ4_NL => "IQ4_NL",
+            DType::IQ3_S => "IQ3_S",
+            DType::IQ2_S => "IQ2_S",
+            DType::IQ4_XS => "IQ4_XS",
+            DType::IQ1_M => "IQ1_M",
+            DType::TQ1_0 => "TQ1_0",
+            DType::TQ2_0 => "TQ2_0",
+            DType::MXFP4 => "MXFP4",
+            DType::NVFP4 => "NVFP4",
+            DType::Q1_0 => "Q1_0",
         }
     }
 
@@ -142,10 +212,32 @@ impl DType {
     /// Number of elements in one storage block (1 for plain types).
     pub fn block_size(self) -> usize {
         match self {
-            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 | DType::Q8_1 => 32,
-            DType::Q2_K | DType::Q3_K | DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q8_K => {
-                256
-            }
+            DType::Q4_0
+            | DType::Q4_1
+            | DType::Q5_0
+            | DType::Q5_1
+            | DType::Q8_0
+            | DType::Q8_1
+            | DType::IQ4_NL
+            | DType::MXFP4 => 32,
+            DType::NVFP4 => 64,
+            DType::Q1_0 => 128,
+            DType::Q2_K
+            | DType::Q3_K
+            | DType::Q4_K
+            | DType::Q5_K
+            | DType::Q6_K
+            | DType::Q8_K
+            | DType::IQ2_XXS
+            | DType::IQ2_XS
+            | DType::IQ3_XXS
+            | DType::IQ1_S
+            | DType::IQ3_S
+            | DType::IQ2_S
+            | DType::IQ4_XS
+            | DType::IQ1_M
+            | DType::TQ1_0
+            | DType::TQ2_0 => 256,
             _ => 1,
         }
     }
@@ -169,6 +261,20 @@ impl DType {
             DType::Q5_K => 176,
             DType::Q6_K => 210,
             DType::Q8_K => 292,
+            DType::IQ2_XXS => 66,
+            DType::IQ2_XS => 74,
+            DType::IQ3_XXS => 98,
+            DType::IQ1_S => 50,
+            DType::IQ4_NL => 18,
+            DType::IQ3_S => 110,
+            DType::IQ2_S => 82,
+            DType::IQ4_XS => 136,
+            DType::IQ1_M => 56,
+            DType::TQ1_0 => 54,
+            DType::TQ2_0 => 66,
+            DType::MXFP4 => 17,
+            DType::NVFP4 => 36,
+            DType::Q1_0 => 18,
         }
     }
 
@@ -329,6 +435,11 @@ mod tests {
         assert_eq!(DType::Q4_K.storage_bytes(256), Some(144));
         assert_eq!(DType::Q4_K.storage_bytes(100), None);
         assert_eq!(DType::F64.storage_bytes(usize::MAX), None);
+        assert_eq!(DType::IQ4_XS.storage_bytes(512), Some(272));
+        assert_eq!(DType::NVFP4.storage_bytes(64), Some(36));
+        assert_eq!(DType::MXFP4.storage_bytes(64), Some(34));
+        assert_eq!(DType::Q1_0.storage_bytes(64), None);
+        assert!(DType::IQ2_XXS.is_quantized() && DType::IQ2_XXS.is_float());
     }
 
     #[test]

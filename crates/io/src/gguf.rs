@@ -17,10 +17,13 @@
 //! * Tensor data is [`Data::Slice`] into the memory map: the stored bytes, untouched, with the
 //!   GGUF type as dtype. Quantised tensors stay quantised until [`crate::TensorView::to_f32`],
 //!   which dequantises them as ggml does (see `quant.rs`).
-//! * Supported ggml types: F32, F16, BF16, F64, I8, I16, I32, I64, Q4_0, Q4_1, Q5_0, Q5_1,
-//!   Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K. Any other type (IQ*, TQ*, MXFP4, ...)
-//!   refuses the file at open time with [`ErrorKind::UnsupportedDType`] naming the tensor, the
-//!   type name and its ggml id: weightspace has no dtype to describe it.
+//! * Supported ggml types: every type of current ggml: F32, F16, BF16, F64, I8, I16, I32, I64,
+//!   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, the i-quants
+//!   IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS, the ternary TQ1_0
+//!   and TQ2_0, MXFP4, NVFP4 and Q1_0. The ids ggml has removed (Q4_2, Q4_3, the repacked
+//!   Q4_0_4_4/Q4_0_4_8/Q4_0_8_8 and IQ4_NL_4_4/IQ4_NL_4_8/IQ4_NL_8_8) and unknown ids refuse
+//!   the file at open time with [`ErrorKind::UnsupportedDType`] naming the tensor, the type
+//!   name when there is one and the ggml id: weightspace has no dtype to describe them.
 //! * Metadata: every key/value, under its key as written (`general.architecture`, ...), as JSON
 //!   (see [`GGUF_MAX_ARRAY_LEN`] for the exact rule). Three keys are added as gguf-py's reader
 //!   does, unless the file has them itself: `GGUF.version`, `GGUF.tensor_count`,
@@ -185,36 +188,38 @@ fn ggml_type(id: u32) -> Result<DType, ErrorKind> {
         13 => DType::Q5_K,
         14 => DType::Q6_K,
         15 => DType::Q8_K,
+        16 => DType::IQ2_XXS,
+        17 => DType::IQ2_XS,
+        18 => DType::IQ3_XXS,
+        19 => DType::IQ1_S,
+        20 => DType::IQ4_NL,
+        21 => DType::IQ3_S,
+        22 => DType::IQ2_S,
+        23 => DType::IQ4_XS,
         24 => DType::I8,
         25 => DType::I16,
         26 => DType::I32,
         27 => DType::I64,
         28 => DType::F64,
+        29 => DType::IQ1_M,
         30 => DType::BF16,
+        34 => DType::TQ1_0,
+        35 => DType::TQ2_0,
+        39 => DType::MXFP4,
+        40 => DType::NVFP4,
+        41 => DType::Q1_0,
         _ => {
+            // Ids that ggml has retired: files with them cannot be written by a current ggml
+            // and no reader gives their blocks a meaning any more.
             let name = match id {
                 4 => "Q4_2 (removed from ggml)",
                 5 => "Q4_3 (removed from ggml)",
-                16 => "IQ2_XXS",
-                17 => "IQ2_XS",
-                18 => "IQ3_XXS",
-                19 => "IQ1_S",
-                20 => "IQ4_NL",
-                21 => "IQ3_S",
-                22 => "IQ2_S",
-                23 => "IQ4_XS",
-                29 => "IQ1_M",
                 31 => "Q4_0_4_4 (removed from ggml)",
                 32 => "Q4_0_4_8 (removed from ggml)",
                 33 => "Q4_0_8_8 (removed from ggml)",
-                34 => "TQ1_0",
-                35 => "TQ2_0",
                 36 => "IQ4_NL_4_4 (removed from ggml)",
                 37 => "IQ4_NL_4_8 (removed from ggml)",
                 38 => "IQ4_NL_8_8 (removed from ggml)",
-                39 => "MXFP4",
-                40 => "NVFP4",
-                41 => "Q1_0",
                 _ => {
                     return Err(ErrorKind::UnsupportedDType(format!(
                         "unknown ggml type id {id}"
@@ -222,8 +227,8 @@ fn ggml_type(id: u32) -> Result<DType, ErrorKind> {
                 }
             };
             return Err(ErrorKind::UnsupportedDType(format!(
-                "ggml type {name} (id {id}) is not supported; weightspace reads F32, F16, BF16, \
-                 F64, I8, I16, I32, I64, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1 and Q2_K to Q8_K"
+                "ggml type {name} (id {id}) is not supported; weightspace reads every type of \
+                 current ggml (ids 0-3, 6-30, 34, 35 and 39-41)"
             )));
         }
     })
@@ -642,13 +647,45 @@ mod tests {
             (13, DType::Q5_K),
             (14, DType::Q6_K),
             (15, DType::Q8_K),
+            (16, DType::IQ2_XXS),
+            (17, DType::IQ2_XS),
+            (18, DType::IQ3_XXS),
+            (19, DType::IQ1_S),
+            (20, DType::IQ4_NL),
+            (21, DType::IQ3_S),
+            (22, DType::IQ2_S),
+            (23, DType::IQ4_XS),
             (24, DType::I8),
             (25, DType::I16),
             (26, DType::I32),
             (27, DType::I64),
             (28, DType::F64),
+            (29, DType::IQ1_M),
             (30, DType::BF16),
+            (34, DType::TQ1_0),
+            (35, DType::TQ2_0),
+            (39, DType::MXFP4),
+            (40, DType::NVFP4),
+            (41, DType::Q1_0),
         ];
+        // Retired ids are refused by name.
+        for (id, name) in [
+            (4, "Q4_2"),
+            (5, "Q4_3"),
+            (31, "Q4_0_4_4"),
+            (32, "Q4_0_4_8"),
+            (33, "Q4_0_8_8"),
+            (36, "IQ4_NL_4_4"),
+            (37, "IQ4_NL_4_8"),
+            (38, "IQ4_NL_8_8"),
+        ] {
+            match ggml_type(id) {
+                Err(ErrorKind::UnsupportedDType(s)) => {
+                    assert!(s.contains(name) && s.contains("removed"), "{id}: {s}")
+                }
+                r => panic!("id {id}: {r:?}"),
+            }
+        }
         for id in 0..100u32 {
             match (ggml_type(id), supported.iter().find(|(i, _)| *i == id)) {
                 (Ok(d), Some((_, want))) => assert_eq!(d, *want),
@@ -661,7 +698,10 @@ mod tests {
         assert!(matches!(
             ggml_type(u32::MAX),
             Err(ErrorKind::UnsupportedDType(_))
-        ));
+        )); // Every block-quantised dtype is a ggml type.
+        for d in DType::ALL.into_iter().filter(|d| d.is_quantized()) {
+            assert!(supported.iter().any(|(_, s)| *s == d), "{d} has no ggml id");
+        }
     }
 
     #[test]

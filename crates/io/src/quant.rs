@@ -12,10 +12,25 @@
 //!   by one rounding on the types with a min/offset (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K). Rust never
 //!   contracts, so these results match the unfused reference and numpy.
 //!
-//! Super-blocks ("K-quants") hold 256 values (`QK_K`); the others 32.
+//! Super-blocks ("K-quants", i-quants, `TQ*`) hold 256 values (`QK_K`); the legacy types,
+//! IQ4_NL and MXFP4 32, NVFP4 64 and Q1_0 128.
+//!
+//! The i-quants (`IQ*`) look values up in ggml's grids (`quant_tables.rs`, generated from
+//! gguf-py by `tests/fixtures/gguf/make_quant_tables.py`). Their reference functions only
+//! multiply (`d * scale * grid * ±1`, or `dl * (grid ± 1/8)` for IQ1_S/IQ1_M), so the
+//! contraction caveat above does not apply to them, nor to TQ1_0, TQ2_0, MXFP4, NVFP4 and Q1_0.
 
 use crate::dtype::DType;
 use crate::error::ErrorKind;
+
+#[rustfmt::skip]
+#[path = "quant_tables.rs"]
+mod tables;
+
+use tables::{
+    IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KMASK_IQ2XS,
+    KSIGNS_IQ2XS, KVALUES_IQ4NL, KVALUES_MXFP4,
+};
 
 /// Dequantises `bytes` (whole blocks of `dtype`) into `out`.
 ///
@@ -49,6 +64,20 @@ pub(crate) fn dequantize(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Result<
         DType::Q5_K => blocks(bytes, out, q5_k),
         DType::Q6_K => blocks(bytes, out, q6_k),
         DType::Q8_K => blocks(bytes, out, q8_k),
+        DType::IQ2_XXS => blocks(bytes, out, iq2_xxs),
+        DType::IQ2_XS => blocks(bytes, out, iq2_xs),
+        DType::IQ2_S => blocks(bytes, out, iq2_s),
+        DType::IQ3_XXS => blocks(bytes, out, iq3_xxs),
+        DType::IQ3_S => blocks(bytes, out, iq3_s),
+        DType::IQ1_S => blocks(bytes, out, iq1_s),
+        DType::IQ1_M => blocks(bytes, out, iq1_m),
+        DType::IQ4_NL => blocks(bytes, out, iq4_nl),
+        DType::IQ4_XS => blocks(bytes, out, iq4_xs),
+        DType::TQ1_0 => blocks(bytes, out, tq1_0),
+        DType::TQ2_0 => blocks(bytes, out, tq2_0),
+        DType::MXFP4 => blocks(bytes, out, mxfp4),
+        DType::NVFP4 => blocks(bytes, out, nvfp4),
+        DType::Q1_0 => blocks(bytes, out, q1_0),
         other => {
             return Err(ErrorKind::UnsupportedDType(format!(
                 "{other} has no dequantiser"
@@ -303,6 +332,365 @@ fn q8_k(b: &[u8; 292], y: &mut [f32; 256]) {
     }
 }
 
+/// The little-endian `u16` at `b[i..i + 2]`.
+#[inline(always)]
+fn u16_at(b: &[u8], i: usize) -> u16 {
+    u16::from_le_bytes([b[i], b[i + 1]])
+}
+
+/// The little-endian `u32` at `b[i..i + 4]`.
+#[inline(always)]
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
+/// ggml's `signs & kmask_iq2xs[j] ? -1.f : 1.f`.
+#[inline(always)]
+fn sign(signs: u8, j: usize) -> f32 {
+    if signs & KMASK_IQ2XS[j] != 0 {
+        -1.0
+    } else {
+        1.0
+    }
+}
+
+/// `block_iq2_xxs { half d; u16 qs[32]; }`: per 32 values two `u32`s, the first four 8-bit
+/// `iq2xxs_grid` indices (8 values each), the second four 7-bit `ksigns_iq2xs` codes and a
+/// 4-bit scale; `y = d * (0.5 + s) * 0.25 * grid * ±1`.
+fn iq2_xxs(b: &[u8; 66], y: &mut [f32; 256]) {
+    let d = f16(b, 0);
+    for ib32 in 0..8 {
+        let aux8 = &b[2 + 8 * ib32..2 + 8 * ib32 + 4];
+        let aux1 = u32_at(b, 2 + 8 * ib32 + 4);
+        let db = d * (0.5 + (aux1 >> 28) as f32) * 0.25;
+        for l in 0..4 {
+            let grid = IQ2XXS_GRID[aux8[l] as usize].to_le_bytes();
+            let signs = KSIGNS_IQ2XS[((aux1 >> (7 * l)) & 127) as usize];
+            let y = &mut y[32 * ib32 + 8 * l..32 * ib32 + 8 * l + 8];
+            for j in 0..8 {
+                y[j] = db * grid[j] as f32 * sign(signs, j);
+            }
+        }
+    }
+}
+
+/// `block_iq2_xs { half d; u16 qs[32]; u8 scales[8]; }`: each `u16` is a 9-bit `iq2xs_grid`
+/// index and a 7-bit sign code; two 4-bit scales per 32 values.
+fn iq2_xs(b: &[u8; 74], y: &mut [f32; 256]) {
+    let d = f16(b, 0);
+    let scales = &b[66..74];
+    for ib32 in 0..8 {
+        let db = [
+            d * (0.5 + (scales[ib32] & 0x0f) as f32) * 0.25,
+            d * (0.5 + (scales[ib32] >> 4) as f32) * 0.25,
+        ];
+        for l in 0..4 {
+            let q = u16_at(b, 2 + 2 * (4 * ib32 + l));
+            let grid = IQ2XS_GRID[(q & 511) as usize].to_le_bytes();
+            let signs = KSIGNS_IQ2XS[(q >> 9) as usize];
+            let y = &mut y[32 * ib32 + 8 * l..32 * ib32 + 8 * l + 8];
+            for j in 0..8 {
+                y[j] = db[l / 2] * grid[j] as f32 * sign(signs, j);
+            }
+        }
+    }
+}
+
+/// `block_iq2_s { half d; u8 qs[32]; u8 signs[32]; u8 qh[8]; u8 scales[8]; }`: 10-bit
+/// `iq2s_grid` indices (low 8 bits in `qs`, 2 high bits in `qh`), one sign bit per value.
+fn iq2_s(b: &[u8; 82], y: &mut [f32; 256]) {
+    let d = f16(b, 0);
+    let qs = &b[2..34];
+    let signs = &b[34..66];
+    let qh = &b[66..74];
+    let scales = &b[74..82];
+    for ib32 in 0..8 {
+        let db = [
+            d * (0.5 + (scales[ib32] & 0x0f) as f32) * 0.25,
+            d * (0.5 + (scales[ib32] >> 4) as f32) * 0.25,
+        ];
+        for l in 0..4 {
+            let dl = db[l / 2];
+            let idx = qs[4 * ib32 + l] as usize | (((qh[ib32] as usize) << (8 - 2 * l)) & 0x300);
+            let grid = IQ2S_GRID[idx].to_le_bytes();
+            let s = signs[4 * ib32 + l];
+            let y = &mut y[32 * ib32 + 8 * l..32 * ib32 + 8 * l + 8];
+            for j in 0..8 {
+                y[j] = dl * grid[j] as f32 * sign(s, j);
+            }
+        }
+    }
+}
+
+/// `block_iq3_xxs { half d; u8 qs[64]; u8 scales_and_signs[32]; }`: 8-bit `iq3xxs_grid`
+/// indices (4 values each); per 32 values a `u32` of four 7-bit sign codes and a 4-bit scale;
+/// `y = d * (0.5 + s) * 0.5 * grid * ±1`.
+fn iq3_xxs(b: &[u8; 98], y: &mut [f32; 256]) {
+    let d = f16(b, 0);
+    let qs = &b[2..66];
+    for ib32 in 0..8 {
+        let aux = u32_at(b, 66 + 4 * ib32);
+        let db = d * (0.5 + (aux >> 28) as f32) * 0.5;
+        for l in 0..4 {
+            let signs = KSIGNS_IQ2XS[((aux >> (7 * l)) & 127) as usize];
+            let grid1 = IQ3XXS_GRID[qs[8 * ib32 + 2 * l] as usize].to_le_bytes();
+            let grid2 = IQ3XXS_GRID[qs[8 * ib32 + 2 * l + 1] as usize].to_le_bytes();
+            let y = &mut y[32 * ib32 + 8 * l..32 * ib32 + 8 * l + 8];
+            for j in 0..4 {
+                y[j] = db * grid1[j] as f32 * sign(signs, j);
+                y[j + 4] = db * grid2[j] as f32 * sign(signs, j + 4);
+            }
+        }
+    }
+}
+
+/// `block_iq3_s { half d; u8 qs[64]; u8 qh[8]; u8 signs[32]; u8 scales[4]; }`: 9-bit
+/// `iq3s_grid` indices (the 9th bit from `qh`), one sign bit per value, a 4-bit scale per 32
+/// values; `y = d * (1 + 2s) * grid * ±1`.
+fn iq3_s(b: &[u8; 110], y: &mut [f32; 256]) {
+    let d = f16(b, 0);
+    let qs = &b[2..66];
+    let qh = &b[66..74];
+    let signs = &b[74..106];
+    let scales = &b[106..110];
+    for ib32 in 0..8 {
+        let sc = scales[ib32 / 2];
+        let sc = if ib32 % 2 == 0 { sc & 0x0f } else { sc >> 4 };
+        let db = d * (1 + 2 * sc as i32) as f32;
+        let qs = &qs[8 * ib32..8 * ib32 + 8];
+        let qh = qh[ib32] as usize;
+        for l in 0..4 {
+            let grid1 = IQ3S_GRID[qs[2 * l] as usize | ((qh << (8 - 2 * l)) & 256)].to_le_bytes();
+            let grid2 =
+                IQ3S_GRID[qs[2 * l + 1] as usize | ((qh << (7 - 2 * l)) & 256)].to_le_bytes();
+            let s = signs[4 * ib32 + l];
+            let y = &mut y[32 * ib32 + 8 * l..32 * ib32 + 8 * l + 8];
+            for j in 0..4 {
+                y[j] = db * grid1[j] as f32 * sign(s, j);
+                y[j + 4] = db * grid2[j] as f32 * sign(s, j + 4);
+            }
+        }
+    }
+}
+
+/// ggml's `IQ1S_DELTA`.
+const IQ1S_DELTA: f32 = 0.125;
+
+/// `block_iq1_s { half d; u8 qs[32]; u16 qh[8]; }`: 11-bit `iq1s_grid` indices (low 8 bits in
+/// `qs`, 3 high bits per 8 values in `qh`); per 32 values a 3-bit scale and the sign of the
+/// ±1/8 shift; `y = d * (2s + 1) * (grid ± 1/8)`.
+fn iq1_s(b: &[u8; 50], y: &mut [f32; 256]) {
+    let d = f16(b, 0);
+    let qs = &b[2..34];
+    for ib in 0..8 {
+        let qh = u16_at(b, 34 + 2 * ib);
+        let dl = d * (2 * ((qh >> 12) & 7) + 1) as f32;
+        let delta = if qh & 0x8000 != 0 {
+            -IQ1S_DELTA
+        } else {
+            IQ1S_DELTA
+        };
+        for l in 0..4 {
+            let idx = qs[4 * ib + l] as usize | ((((qh >> (3 * l)) & 7) as usize) << 8);
+            let grid = IQ1S_GRID[idx].to_le_bytes();
+            let y = &mut y[32 * ib + 8 * l..32 * ib + 8 * l + 8];
+            for j in 0..8 {
+                y[j] = dl * (grid[j] as i8 as f32 + delta);
+            }
+        }
+    }
+}
+
+/// `block_iq1_m { u8 qs[32]; u8 qh[16]; u8 scales[8]; }`: like IQ1_S with a shift per 8 values
+/// and 3-bit scales per 16; the f16 super-scale is the top nibbles of the four `u16` scale
+/// words, lowest word first.
+fn iq1_m(b: &[u8; 56], y: &mut [f32; 256]) {
+    let qs = &b[0..32];
+    let qh = &b[32..48];
+    let sc = [u16_at(b, 48), u16_at(b, 50), u16_at(b, 52), u16_at(b, 54)];
+    let scale =
+        (sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000);
+    let d = half::f16::from_bits(scale).to_f32();
+    let delta = |h: u8, bit: u8| {
+        if h & bit != 0 {
+            -IQ1S_DELTA
+        } else {
+            IQ1S_DELTA
+        }
+    };
+    for ib in 0..8 {
+        let s = sc[ib / 2];
+        let dl1 = d * (2 * ((s >> (6 * (ib % 2))) & 7) + 1) as f32;
+        let dl2 = d * (2 * ((s >> (6 * (ib % 2) + 3)) & 7) + 1) as f32;
+        let (h0, h1) = (qh[2 * ib] as usize, qh[2 * ib + 1] as usize);
+        let q = &qs[4 * ib..4 * ib + 4];
+        let idx = [
+            q[0] as usize | ((h0 << 8) & 0x700),
+            q[1] as usize | ((h0 << 4) & 0x700),
+            q[2] as usize | ((h1 << 8) & 0x700),
+            q[3] as usize | ((h1 << 4) & 0x700),
+        ];
+        let (h0, h1) = (h0 as u8, h1 as u8);
+        let deltas = [
+            delta(h0, 0x08),
+            delta(h0, 0x80),
+            delta(h1, 0x08),
+            delta(h1, 0x80),
+        ];
+        for l in 0..4 {
+            let dl = if l < 2 { dl1 } else { dl2 };
+            let grid = IQ1S_GRID[idx[l]].to_le_bytes();
+            let y = &mut y[32 * ib + 8 * l..32 * ib + 8 * l + 8];
+            for j in 0..8 {
+                y[j] = dl * (grid[j] as i8 as f32 + deltas[l]);
+            }
+        }
+    }
+}
+
+/// `block_iq4_nl { half d; u8 qs[16]; }`: `y = d * kvalues_iq4nl[q]`, low nibbles first.
+fn iq4_nl(b: &[u8; 18], y: &mut [f32; 32]) {
+    let d = f16(b, 0);
+    for (j, &q) in b[2..18].iter().enumerate() {
+        y[j] = d * KVALUES_IQ4NL[(q & 0x0f) as usize] as f32;
+        y[j + 16] = d * KVALUES_IQ4NL[(q >> 4) as usize] as f32;
+    }
+}
+
+/// `block_iq4_xs { half d; u16 scales_h; u8 scales_l[4]; u8 qs[128]; }`: 6-bit scales per 32
+/// values (low 4 bits in `scales_l`, high 2 in `scales_h`), offset by 32; IQ4_NL's levels.
+fn iq4_xs(b: &[u8; 136], y: &mut [f32; 256]) {
+    let d = f16(b, 0);
+    let scales_h = u16_at(b, 2);
+    let scales_l = &b[4..8];
+    for ib in 0..8 {
+        let ls = ((scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f) as i32
+            | ((((scales_h >> (2 * ib)) & 3) as i32) << 4);
+        let dl = d * (ls - 32) as f32;
+        let qs = &b[8 + 16 * ib..8 + 16 * ib + 16];
+        let y = &mut y[32 * ib..32 * ib + 32];
+        for j in 0..16 {
+            y[j] = dl * KVALUES_IQ4NL[(qs[j] & 0x0f) as usize] as f32;
+            y[j + 16] = dl * KVALUES_IQ4NL[(qs[j] >> 4) as usize] as f32;
+        }
+    }
+}
+
+/// Digit `n` of a TQ1_0 byte, minus 1: ggml's `(((uint8_t)(q * 3^n)) * 3 >> 8) - 1`, in
+/// {-1, 0, 1}. (The bytes store 5 base-3 digits as a fixed-point fraction of 256.)
+#[inline(always)]
+fn trit(byte: u8, n: usize) -> f32 {
+    const POW3: [u8; 6] = [1, 3, 9, 27, 81, 243];
+    let q = byte.wrapping_mul(POW3[n]);
+    let xi = ((q as u16 * 3) >> 8) as i16;
+    (xi - 1) as f32
+}
+
+/// `block_tq1_0 { u8 qs[48]; u8 qh[4]; half d; }`: 5 trits per byte of `qs`, 4 per byte of
+/// `qh`; `y = (t - 1) * d`. Order: the first 32 bytes digit by digit, then the next 16, then
+/// `qh`.
+fn tq1_0(b: &[u8; 54], y: &mut [f32; 256]) {
+    let d = f16(b, 52);
+    let mut yi = 0;
+    for (lo, hi, digits) in [(0, 32, 5), (32, 48, 5)] {
+        for n in 0..digits {
+            for &q in &b[lo..hi] {
+                y[yi] = trit(q, n) * d;
+                yi += 1;
+            }
+        }
+    }
+    for n in 0..4 {
+        for &q in &b[48..52] {
+            y[yi] = trit(q, n) * d;
+            yi += 1;
+        }
+    }
+}
+
+/// `block_tq2_0 { u8 qs[64]; half d; }`: 2-bit codes `q`, `y = (q - 1) * d`.
+fn tq2_0(b: &[u8; 66], y: &mut [f32; 256]) {
+    let d = f16(b, 64);
+    let mut yi = 0;
+    for j in [0, 32] {
+        for l in 0..4 {
+            for &q in &b[j..j + 32] {
+                let q = ((q >> (2 * l)) & 3) as i8;
+                y[yi] = (q - 1) as f32 * d;
+                yi += 1;
+            }
+        }
+    }
+}
+
+/// ggml's `ggml_e8m0_to_fp32_half`: half of the E8M0 value `2^(x - 127)`, i.e. `2^(x - 128)`
+/// (subnormal for `x < 2`; `x = 255`, E8M0's NaN, becomes `2^127` as in ggml).
+#[inline(always)]
+fn e8m0_to_f32_half(x: u8) -> f32 {
+    let bits = if x < 2 {
+        0x0020_0000u32 << x
+    } else {
+        (x as u32 - 1) << 23
+    };
+    f32::from_bits(bits)
+}
+
+/// ggml's `ggml_ue4m3_to_fp32`: half of an unsigned E4M3 value (bias 7, the top bit ignored),
+/// with 0x7F (E4M3's NaN) read as 0.
+#[inline(always)]
+fn ue4m3_to_f32_half(x: u8) -> f32 {
+    if x == 0 || x == 0x7f {
+        return 0.0;
+    }
+    let exp = ((x >> 3) & 0x0f) as i32;
+    let man = (x & 0x07) as f32;
+    // ldexpf by an exact power of two (2^-9 .. 2^8, all normal).
+    let pow2 = |e: i32| f32::from_bits(((e + 127) as u32) << 23);
+    let raw = if exp == 0 {
+        man * pow2(-9)
+    } else {
+        (1.0 + man / 8.0) * pow2(exp - 7)
+    };
+    raw * 0.5
+}
+
+/// `block_mxfp4 { u8 e; u8 qs[16]; }`: `y = kvalues_mxfp4[q] * 2^(e - 128)`, low nibbles
+/// first (the table holds E2M1 values doubled, hence the halved scale).
+fn mxfp4(b: &[u8; 17], y: &mut [f32; 32]) {
+    let d = e8m0_to_f32_half(b[0]);
+    for (j, &q) in b[1..17].iter().enumerate() {
+        y[j] = KVALUES_MXFP4[(q & 0x0f) as usize] as f32 * d;
+        y[j + 16] = KVALUES_MXFP4[(q >> 4) as usize] as f32 * d;
+    }
+}
+
+/// `block_nvfp4 { u8 d[4]; u8 qs[32]; }`: four sub-blocks of 16 with an unsigned E4M3 scale
+/// each; within a sub-block, low nibbles of its 8 bytes first.
+fn nvfp4(b: &[u8; 36], y: &mut [f32; 64]) {
+    for s in 0..4 {
+        let d = ue4m3_to_f32_half(b[s]);
+        let qs = &b[4 + 8 * s..4 + 8 * s + 8];
+        let y = &mut y[16 * s..16 * s + 16];
+        for (j, &q) in qs.iter().enumerate() {
+            y[j] = KVALUES_MXFP4[(q & 0x0f) as usize] as f32 * d;
+            y[j + 8] = KVALUES_MXFP4[(q >> 4) as usize] as f32 * d;
+        }
+    }
+}
+
+/// `block_q1_0 { half d; u8 qs[16]; }`: bit `j` (LSB first) set gives `d`, clear `-d`.
+fn q1_0(b: &[u8; 18], y: &mut [f32; 128]) {
+    let d = f16(b, 0);
+    let neg_d = -d;
+    for (j, o) in y.iter_mut().enumerate() {
+        *o = if (b[2 + j / 8] >> (j % 8)) & 1 != 0 {
+            d
+        } else {
+            neg_d
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,7 +713,8 @@ mod tests {
 
     #[test]
     fn block_sizes_match_ggml() {
-        // sizeof(block_*) in ggml-common.h, QK_K = 256.
+        // sizeof(block_*) in ggml-common.h, QK_K = 256; the same as gguf-py's GGML_QUANT_SIZES
+        // (0.19.0), except Q8_1, where gguf-py still has the old 40-byte layout.
         let ggml = [
             (DType::Q4_0, 32, 18),
             (DType::Q4_1, 32, 20),
@@ -339,7 +728,25 @@ mod tests {
             (DType::Q5_K, 256, 176),
             (DType::Q6_K, 256, 210),
             (DType::Q8_K, 256, 292),
+            (DType::IQ2_XXS, 256, 66),
+            (DType::IQ2_XS, 256, 74),
+            (DType::IQ3_XXS, 256, 98),
+            (DType::IQ1_S, 256, 50),
+            (DType::IQ4_NL, 32, 18),
+            (DType::IQ3_S, 256, 110),
+            (DType::IQ2_S, 256, 82),
+            (DType::IQ4_XS, 256, 136),
+            (DType::IQ1_M, 256, 56),
+            (DType::TQ1_0, 256, 54),
+            (DType::TQ2_0, 256, 66),
+            (DType::MXFP4, 32, 17),
+            (DType::NVFP4, 64, 36),
+            (DType::Q1_0, 128, 18),
         ];
+        // ... and every quantised dtype is in the list.
+        for d in DType::ALL.into_iter().filter(|d| d.is_quantized()) {
+            assert!(ggml.iter().any(|(g, _, _)| *g == d), "{d}");
+        }
         for (d, bs, bb) in ggml {
             assert_eq!((d.block_size(), d.block_bytes()), (bs, bb), "{d}");
         }
@@ -512,6 +919,164 @@ mod tests {
         b[260] = 0xff; // bsums: ignored
         let y = deq(DType::Q8_K, &b);
         assert_eq!((y[0], y[1], y[255]), (-32.0, 0.0, 25.0));
+    }
+
+    #[test]
+    fn iq4_nl_block() {
+        let mut b = [0u8; 18];
+        b[0..2].copy_from_slice(&HALF);
+        b[2] = 0xf0; // element 0: level 0 (-127); element 16: level 15 (113)
+        b[3] = 0x08; // element 1: level 8 (1); element 17: level 0
+        let y = deq(DType::IQ4_NL, &b);
+        assert_eq!((y[0], y[16], y[1], y[17]), (-63.5, 56.5, 0.5, -63.5));
+    }
+
+    #[test]
+    fn iq4_xs_block() {
+        let mut b = [0u8; 136];
+        b[0..2].copy_from_slice(&ONE);
+        // Sub-block 0: scale low 4 bits 1 (scales_l[0] low nibble), high 2 bits 2 -> 33 - 32 = 1.
+        // Sub-block 1: low 0 (scales_l[0] high nibble), high bits 0 -> -32.
+        b[2..4].copy_from_slice(&2u16.to_le_bytes());
+        b[4] = 0x01;
+        b[8] = 0x9f; // element 0: level 15 (113); element 16: level 9 (13)
+        let y = deq(DType::IQ4_XS, &b);
+        assert_eq!((y[0], y[16], y[1]), (113.0, 13.0, -127.0));
+        assert_eq!(y[32], -32.0 * -127.0);
+    }
+
+    #[test]
+    fn iq2_xxs_block() {
+        let mut b = [0u8; 66];
+        b[0..2].copy_from_slice(&ONE);
+        // Group 0: grid indices 1, 0, 0, 0; signs code 1 for the first 8 values (ksigns[1] =
+        // 0x81: values 0 and 7 negative); scale 3 -> db = (0.5 + 3) * 0.25 = 0.875.
+        b[2] = 1;
+        b[6..10].copy_from_slice(&(1u32 | 3 << 28).to_le_bytes());
+        let y = deq(DType::IQ2_XXS, &b);
+        // iq2xxs_grid[1] = 0x080808080808082b: value 0 is 0x2b = 43, the rest 8.
+        assert_eq!(y[0], -0.875 * 43.0);
+        assert_eq!(y[1], 0.875 * 8.0);
+        assert_eq!(y[7], -0.875 * 8.0);
+        assert_eq!(y[8], 0.875 * 8.0);
+        // Group 1: scale 0 -> db = 0.125.
+        assert_eq!(y[32], 0.125 * 8.0);
+    }
+
+    #[test]
+    fn iq1_s_and_iq1_m_blocks() {
+        let mut b = [0u8; 50];
+        b[0..2].copy_from_slice(&TWO);
+        // Group 0: scale 1 (dl = 2 * 3 = 6), negative shift, grid index 0 (all -1).
+        b[34..36].copy_from_slice(&(0x8000u16 | 1 << 12).to_le_bytes());
+        let y = deq(DType::IQ1_S, &b);
+        assert_eq!(y[0], 6.0 * (-1.0 - 0.125));
+        // Group 1: scale 0 (dl = 2), positive shift.
+        assert_eq!(y[32], 2.0 * (-1.0 + 0.125));
+
+        let mut b = [0u8; 56];
+        // Super-scale f16 0x3c00 (1.0) from the top nibbles: words 0..3 hold 0, 0, 0xc, 0x3.
+        b[52..54].copy_from_slice(&0xc000u16.to_le_bytes());
+        b[54..56].copy_from_slice(&0x3000u16.to_le_bytes());
+        b[48] = 0b0001_0001; // sub-block 0: dl1 = 2*1+1 = 3, dl2 = 2*2+1 = 5
+        b[32] = 0x80; // qh[0]: values 8..16 get the negative shift
+        let y = deq(DType::IQ1_M, &b);
+        assert_eq!(y[0], 3.0 * (-1.0 + 0.125));
+        assert_eq!(y[8], 3.0 * (-1.0 - 0.125));
+        assert_eq!(y[16], 5.0 * (-1.0 + 0.125));
+    }
+
+    #[test]
+    fn ternary_blocks() {
+        // TQ2_0: codes 0, 1, 2 -> -d, 0, d; code 3 -> 2d.
+        let mut b = [0u8; 66];
+        b[64..66].copy_from_slice(&HALF);
+        b[0] = 0b11_10_01_00; // elements 0, 32, 64, 96
+        let y = deq(DType::TQ2_0, &b);
+        assert_eq!(
+            (y[0], y[32], y[64], y[96], y[1]),
+            (-0.5, 0.0, 0.5, 1.0, -0.5)
+        );
+
+        // TQ1_0: a byte encoding digits (2, 1, 0, 2, 1) as ggml's quantiser does:
+        // ceil((2*81 + 1*27 + 0*9 + 2*3 + 1) * 256 / 243) = 207.
+        let mut b = [0u8; 54];
+        b[52..54].copy_from_slice(&ONE);
+        b[0] = 207;
+        b[48] = 207; // qh: the first 4 digits
+        let y = deq(DType::TQ1_0, &b);
+        let want = [1.0, 0.0, -1.0, 1.0, 0.0];
+        for (n, w) in want.iter().enumerate() {
+            assert_eq!(y[32 * n], *w, "digit {n}");
+        }
+        for (n, w) in want[..4].iter().enumerate() {
+            assert_eq!(y[240 + 4 * n], *w, "qh digit {n}");
+        }
+        // A zero byte is digit 0 everywhere: -d.
+        assert_eq!(y[1], -1.0);
+    }
+
+    #[test]
+    fn fp4_blocks_and_scales() {
+        // E8M0, halved: 127 -> 0.5, 128 -> 1, 0 and 1 subnormal, 255 -> 2^127.
+        assert_eq!(e8m0_to_f32_half(127), 0.5);
+        assert_eq!(e8m0_to_f32_half(128), 1.0);
+        assert_eq!(e8m0_to_f32_half(0), 2f64.powi(-128) as f32);
+        assert_eq!(e8m0_to_f32_half(1), 2f64.powi(-127) as f32);
+        assert_eq!(e8m0_to_f32_half(255), 2f32.powi(127));
+        // UE4M3, halved: 0x38 = 1.0 -> 0.5, 0x01 = 2^-9 -> 2^-10, 0x7e = 448 -> 224, 0x7f
+        // (NaN) -> 0, top bit ignored.
+        assert_eq!(ue4m3_to_f32_half(0x38), 0.5);
+        assert_eq!(ue4m3_to_f32_half(0x01), 2f32.powi(-10));
+        assert_eq!(ue4m3_to_f32_half(0x7e), 224.0);
+        assert_eq!(ue4m3_to_f32_half(0x7f), 0.0);
+        assert_eq!(ue4m3_to_f32_half(0xb8), 0.5);
+        assert_eq!(ue4m3_to_f32_half(0xff), 240.0);
+
+        let mut b = [0u8; 17];
+        b[0] = 128; // d = 1
+        b[1] = 0xf7; // element 0: code 7 (12 = 2 * 6.0); element 16: code 15 (-12)
+        let y = deq(DType::MXFP4, &b);
+        assert_eq!((y[0], y[16], y[1]), (12.0, -12.0, 0.0));
+
+        let mut b = [0u8; 36];
+        b[0] = 0x38; // sub-block 0: d = 0.5
+        b[1] = 0x40; // sub-block 1: d = 2^1 * 0.5 = 1
+        b[4] = 0x92; // element 0: code 2 (2); element 8: code 9 (-1)
+        b[12] = 0x05; // element 16: code 5 (6)
+        let y = deq(DType::NVFP4, &b);
+        assert_eq!((y[0], y[8], y[16], y[17]), (1.0, -0.5, 6.0, 0.0));
+    }
+
+    #[test]
+    fn q1_0_block() {
+        let mut b = [0u8; 18];
+        b[0..2].copy_from_slice(&HALF);
+        b[2] = 0b0000_0101; // elements 0 and 2 positive
+        b[17] = 0x80; // element 127 positive
+        let y = deq(DType::Q1_0, &b);
+        assert_eq!(
+            (y[0], y[1], y[2], y[126], y[127]),
+            (0.5, -0.5, 0.5, -0.5, 0.5)
+        );
+    }
+
+    #[test]
+    fn truncated_blocks_of_every_type_are_refused() {
+        for d in DType::ALL.into_iter().filter(|d| d.is_quantized()) {
+            let (bs, bb) = (d.block_size(), d.block_bytes());
+            let bytes = vec![0u8; 2 * bb];
+            let mut out = vec![0f32; 2 * bs];
+            dequantize(d, &bytes, &mut out).unwrap();
+            // One byte short, one byte long, one block short of the values asked for.
+            for (n, m) in [(2 * bb - 1, 2 * bs), (2 * bb + 1, 2 * bs), (bb, 2 * bs)] {
+                let r = dequantize(d, &vec![0u8; n], &mut vec![0f32; m]);
+                assert!(
+                    matches!(r, Err(ErrorKind::SizeMismatch { .. })),
+                    "{d}: {n} bytes for {m} values: {r:?}"
+                );
+            }
+        }
     }
 
     #[test]
