@@ -265,7 +265,12 @@ impl Checkpoint {
         {
             let have: std::collections::HashSet<&str> =
                 entries.iter().map(|e| e.info.name.as_str()).collect();
-            let missing = w.keys().find(|k| !have.contains(*k)).unwrap();
+            // The first missing name in sorted order, so the error does not depend on hashing.
+            let missing = w
+                .keys()
+                .filter(|k| !have.contains(*k))
+                .min()
+                .expect("a listed tensor is missing");
             return Err(Error::invalid(
                 path,
                 format!(

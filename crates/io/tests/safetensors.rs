@@ -612,7 +612,8 @@ fn index_names_a_tensor_its_shard_lacks() {
     let e = Checkpoint::open(dir.path()).unwrap_err();
     assert_eq!(e.tensor.as_deref(), Some("layers.2.weight"));
 
-    // A tensor listed under the wrong shard.
+    // A tensor listed under the wrong shard (in a fresh copy: the index above is now broken).
+    let dir = sharded_copy();
     let mut v = index_json(dir.path());
     v["weight_map"]["layers.0.bias"] = json!("model-00002-of-00002.safetensors");
     let idx = write_index(dir.path(), &v);
