@@ -3,6 +3,7 @@
 
 mod exit;
 mod progress;
+mod zoo;
 
 use clap::{Parser, Subcommand};
 
@@ -18,7 +19,11 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Train, list, evaluate and export populations of small trained networks.
+    #[command(subcommand)]
+    Zoo(zoo::ZooCmd),
+}
 
 fn main() {
     let cli = Cli::parse();
@@ -27,7 +32,9 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let result: anyhow::Result<()> = match cli.command {};
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Zoo(cmd) => zoo::run(cmd),
+    };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(exit::exit_code(&e));
