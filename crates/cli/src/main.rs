@@ -11,6 +11,7 @@ mod inspect;
 mod progress;
 mod quickstart;
 mod stats;
+mod zoo;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +43,9 @@ enum Command {
     Hash(hash::Args),
     /// Convert any readable checkpoint to safetensors.
     Convert(convert::Args),
+    /// Train, list, evaluate and export populations of small trained networks.
+    #[command(subcommand)]
+    Zoo(zoo::ZooCmd),
 }
 
 fn main() {
@@ -71,6 +75,7 @@ fn main() {
         Command::Diff(a) => diff::run(a),
         Command::Hash(a) => hash::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::Zoo(cmd) => zoo::run(cmd),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
