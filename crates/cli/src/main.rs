@@ -8,9 +8,12 @@ mod exit;
 mod fmt;
 mod hash;
 mod inspect;
+mod merge;
 mod progress;
+mod prune;
 mod quickstart;
 mod stats;
+mod taskvec;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +45,12 @@ enum Command {
     Hash(hash::Args),
     /// Convert any readable checkpoint to safetensors.
     Convert(convert::Args),
+    /// Merge checkpoints from a mergekit YAML config.
+    Merge(merge::Args),
+    /// Prune weights by magnitude, at random, or whole rows.
+    Prune(prune::Args),
+    /// Extract and apply task vectors.
+    Taskvec(taskvec::Args),
 }
 
 fn main() {
@@ -64,6 +73,9 @@ fn main() {
         Command::Diff(a) => diff::run(a),
         Command::Hash(a) => hash::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::Merge(a) => merge::run(a),
+        Command::Prune(a) => prune::run(a),
+        Command::Taskvec(a) => taskvec::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
