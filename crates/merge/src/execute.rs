@@ -271,7 +271,7 @@ pub fn execute(
                             o.insert(key.into(), plan.n_layers.into());
                         }
                     }
-                    if let Some(t) = plan.tensors.iter().find(|t| t.copy.is_none())
+                    if let Some(t) = plan.tensors.iter().find(|t| t.out.dtype.is_float())
                         && o.contains_key("torch_dtype")
                     {
                         o.insert("torch_dtype".into(), dtype_name(t.out.dtype).into());
