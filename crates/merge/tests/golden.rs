@@ -76,3 +76,19 @@ golden!(
     passthrough_slices,
     linear_slices_precedence,
 );
+
+/// The example configs shipped in `examples/merge` parse (their models are placeholders).
+#[test]
+fn examples_parse() {
+    let dir = Path::new("../../examples/merge");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            let c = MergeConfig::from_file(&p).unwrap_or_else(|e| panic!("{e}"));
+            assert!(c.warnings.is_empty(), "{}: {:?}", p.display(), c.warnings);
+            n += 1;
+        }
+    }
+    assert!(n >= 4);
+}
