@@ -8,9 +8,12 @@ mod exit;
 mod fmt;
 mod hash;
 mod inspect;
+mod merge;
 mod progress;
+mod prune;
 mod quickstart;
 mod stats;
+mod taskvec;
 mod zoo;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +49,12 @@ enum Command {
     /// Train, list, evaluate and export populations of small trained networks.
     #[command(subcommand)]
     Zoo(zoo::ZooCmd),
+    /// Merge checkpoints from a mergekit YAML config.
+    Merge(merge::Args),
+    /// Prune weights by magnitude, at random, or whole rows.
+    Prune(prune::Args),
+    /// Extract and apply task vectors.
+    Taskvec(taskvec::Args),
 }
 
 fn main() {
@@ -76,6 +85,9 @@ fn main() {
         Command::Hash(a) => hash::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Zoo(cmd) => zoo::run(cmd),
+        Command::Merge(a) => merge::run(a),
+        Command::Prune(a) => prune::run(a),
+        Command::Taskvec(a) => taskvec::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,86 @@
+//! `weightspace prune`: zero a fraction of a checkpoint's weights.
+
+use std::path::PathBuf;
+
+use weightspace_io::{Checkpoint, parse_size};
+use weightspace_merge::prune::{PruneMethod, PruneOptions, prune};
+
+use crate::exit::bad_input;
+
+/// Prune a checkpoint: keep the `--density` fraction of weights by magnitude, at random
+/// (seeded), or whole rows by L1 norm (l1-structured). Only float tensors with ≥ 2 dimensions
+/// are pruned; biases and norms are copied. Kept weights keep their exact bits and dtype.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Input checkpoint (any readable format).
+    pub input: PathBuf,
+    /// Output `.safetensors` file, or an existing folder (then `DIR/model.safetensors`).
+    pub output: PathBuf,
+    /// magnitude, random or l1-structured.
+    #[arg(long, default_value = "magnitude", value_parser = ["magnitude", "random", "l1-structured"])]
+    pub method: String,
+    /// Fraction kept, in (0, 1].
+    #[arg(long)]
+    pub density: f64,
+    /// Rank per tensor, or over the whole model (magnitude; ties with the threshold are kept).
+    #[arg(long, default_value = "tensor", value_parser = ["tensor", "global"])]
+    pub scope: String,
+    /// Seed for --method random.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Shard the output when it exceeds this size (e.g. 5GB).
+    #[arg(long, value_name = "SIZE")]
+    pub max_shard_size: Option<String>,
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let method = PruneMethod::from_name(&a.method).expect("clap checked");
+    let max_shard_bytes =
+        match a.max_shard_size.as_deref() {
+            None => None,
+            Some(s) => Some(parse_size(s).ok_or_else(|| {
+                bad_input(format!("--max-shard-size {s}: expected a size like 5GB"))
+            })?),
+        };
+    let ck = Checkpoint::open(&a.input)?;
+    let out = if a.output.is_dir() {
+        a.output.join("model.safetensors")
+    } else {
+        a.output.clone()
+    };
+    let r = prune(
+        &ck,
+        &out,
+        &PruneOptions {
+            method,
+            density: a.density,
+            global: a.scope == "global",
+            seed: a.seed,
+            max_shard_bytes,
+        },
+    )
+    .map_err(|e| {
+        if e.is_bad_input() {
+            bad_input(e.to_string())
+        } else {
+            anyhow::Error::new(e)
+        }
+    })?;
+    println!(
+        "pruned {} tensors ({} of {} weights kept, {:.4}), copied {}",
+        r.pruned_tensors,
+        r.kept,
+        r.elements,
+        if r.elements > 0 {
+            r.kept as f64 / r.elements as f64
+        } else {
+            1.0
+        },
+        r.copied_tensors
+    );
+    for f in &r.files {
+        println!("wrote {}", f.display());
+    }
+    Ok(())
+}

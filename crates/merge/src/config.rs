@@ -1,0 +1,701 @@
+//! mergekit's YAML merge configuration, parsed by walking the document so that every error names
+//! the key it is about (`models[1].parameters.density[0].value`).
+//!
+//! Accepted top-level keys: `merge_method`, `base_model`, `models`, `slices`, `parameters`,
+//! `dtype`, `out_dtype`, `tokenizer_source`. Keys mergekit knows but weightspace does not act on
+//! (`name`, `chat_template`, `residual_weight`, ...) and unknown keys give warnings, not errors,
+//! so that mergekit configs are accepted unchanged. `modules:` and `tokenizer:` (tokenizer
+//! building) are refused with a clear error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_norway::Value;
+
+use crate::error::{Error, Result};
+use crate::methods::Method;
+
+/// A scalar parameter value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    /// A number (YAML ints and floats).
+    Num(f64),
+    /// `true` / `false`.
+    Bool(bool),
+    /// A string (e.g. `rescale: l2`).
+    Str(String),
+}
+
+impl std::fmt::Display for Scalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scalar::Num(x) => write!(f, "{x}"),
+            Scalar::Bool(b) => write!(f, "{b}"),
+            Scalar::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// One `{filter, value}` entry of a conditional parameter list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conditional {
+    /// Substring matched against the tensor name; `None` (or `*`) matches every tensor.
+    pub filter: Option<String>,
+    /// The value: a scalar or a gradient.
+    pub value: Setting,
+    /// YAML key path of this entry's `value`.
+    pub key: String,
+}
+
+/// A parameter value in any of mergekit's three forms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Setting {
+    /// One value for every tensor.
+    Scalar(Scalar),
+    /// A list of numbers: a gradient, linearly interpolated over the layers of a slice.
+    Gradient(Vec<f64>),
+    /// A list of non-numbers: stepped over the layers (`setting[int(t·(n−1))]`, as mergekit).
+    Steps(Vec<Scalar>),
+    /// `{filter, value}` entries: the first whose filter occurs in the tensor name wins.
+    Filters(Vec<Conditional>),
+}
+
+impl Setting {
+    /// The value for tensor `name` at layer position `t` ∈ [0, 1], with the key path of the
+    /// entry that produced it; `None` when no filter matches. Same rules as mergekit's
+    /// `evaluate_setting`.
+    pub fn evaluate(&self, name: &str, t: f64, key: &str) -> Option<(Scalar, String)> {
+        match self {
+            Setting::Scalar(s) => Some((s.clone(), key.to_string())),
+            Setting::Gradient(g) => {
+                let scaled = t * (g.len() - 1) as f64;
+                let i0 = scaled as usize;
+                let i1 = (i0 + 1).min(g.len() - 1);
+                let frac = scaled - i0 as f64;
+                Some((
+                    Scalar::Num((1.0 - frac) * g[i0] + frac * g[i1]),
+                    key.to_string(),
+                ))
+            }
+            Setting::Steps(s) => {
+                let i = (t * (s.len() - 1) as f64) as usize;
+                Some((s[i].clone(), format!("{key}[{i}]")))
+            }
+            Setting::Filters(conds) => conds.iter().find_map(|c| {
+                let hit = match c.filter.as_deref() {
+                    None | Some("*") => true,
+                    Some(f) => !name.is_empty() && name.contains(f),
+                };
+                hit.then(|| c.value.evaluate(name, t, &c.key))?
+            }),
+        }
+    }
+}
+
+/// A parameter set (`parameters:` at any level): name → setting and its key path.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Params {
+    /// Settings by parameter name, each with the key path of its value.
+    pub map: BTreeMap<String, (Setting, String)>,
+}
+
+impl Params {
+    /// The setting for `name`, if given here.
+    pub fn get(&self, name: &str) -> Option<&(Setting, String)> {
+        self.map.get(name)
+    }
+}
+
+/// A model as named in the config, with the key that named it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRef {
+    /// The text: a local path or a Hugging Face id.
+    pub name: String,
+    /// Key path, e.g. `models[0].model`.
+    pub key: String,
+}
+
+/// One entry of `models:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputModel {
+    /// The model.
+    pub model: ModelRef,
+    /// Its parameters.
+    pub parameters: Params,
+}
+
+/// One entry of a slice's `sources:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputSlice {
+    /// The model.
+    pub model: ModelRef,
+    /// Layers `[start, end)` taken from it.
+    pub layer_range: (usize, usize),
+    /// Key path of `layer_range`.
+    pub range_key: String,
+    /// Its parameters.
+    pub parameters: Params,
+}
+
+/// One entry of `slices:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputSlice {
+    /// The inputs merged into these layers.
+    pub sources: Vec<InputSlice>,
+    /// A base model for this slice only.
+    pub base_model: Option<ModelRef>,
+    /// Parameters for this slice.
+    pub parameters: Params,
+    /// Key path of the slice, e.g. `slices[2]`.
+    pub key: String,
+}
+
+/// Where the output's tokenizer files come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenizerSource {
+    /// The base model.
+    Base,
+    /// A named model.
+    Model(ModelRef),
+}
+
+/// A parsed merge configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeConfig {
+    /// The file it was read from (for error messages).
+    pub file: PathBuf,
+    /// The merge method.
+    pub merge_method: Method,
+    /// The base model, when given.
+    pub base_model: Option<ModelRef>,
+    /// `models:` entries (empty when `slices:` is used).
+    pub models: Vec<InputModel>,
+    /// `slices:` entries (empty when `models:` is used).
+    pub slices: Vec<OutputSlice>,
+    /// Global parameters.
+    pub parameters: Params,
+    /// `dtype`: the dtype results are written in unless `out_dtype` is given.
+    pub dtype: Option<weightspace_io::DType>,
+    /// `out_dtype`: the output dtype.
+    pub out_dtype: Option<weightspace_io::DType>,
+    /// `tokenizer_source`.
+    pub tokenizer_source: Option<TokenizerSource>,
+    /// Things accepted but not acted on, for the user to see.
+    pub warnings: Vec<String>,
+}
+
+/// Parses mergekit's dtype names (`float32`, `bfloat16`, `float16`, `fp16`, ...).
+pub fn parse_dtype(s: &str) -> Option<weightspace_io::DType> {
+    use weightspace_io::DType;
+    Some(match s.to_ascii_lowercase().as_str() {
+        "float32" | "fp32" | "f32" | "float" => DType::F32,
+        "float16" | "fp16" | "f16" | "half" => DType::F16,
+        "bfloat16" | "bf16" => DType::BF16,
+        "float64" | "fp64" | "f64" | "double" => DType::F64,
+        _ => return None,
+    })
+}
+
+struct Walker<'a> {
+    file: &'a Path,
+    warnings: Vec<String>,
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+impl Walker<'_> {
+    fn err(&self, key: &str, msg: impl Into<String>) -> Error {
+        Error::Config {
+            file: self.file.to_path_buf(),
+            key: key.to_string(),
+            msg: msg.into(),
+        }
+    }
+
+    /// The entries of a mapping with string keys, in document order.
+    fn mapping<'v>(&self, v: &'v Value, key: &str) -> Result<Vec<(String, &'v Value)>> {
+        let Value::Mapping(m) = v else {
+            return Err(self.err(key, format!("expected a mapping, found {}", kind(v))));
+        };
+        m.iter()
+            .map(|(k, v)| match k {
+                Value::String(s) => Ok((s.clone(), v)),
+                other => Err(self.err(key, format!("keys must be strings, found {}", kind(other)))),
+            })
+            .collect()
+    }
+
+    fn string(&self, v: &Value, key: &str) -> Result<String> {
+        match v {
+            Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
+            Value::String(_) => Err(self.err(key, "is empty")),
+            other => Err(self.err(key, format!("expected a string, found {}", kind(other)))),
+        }
+    }
+
+    fn scalar(&self, v: &Value, key: &str) -> Result<Scalar> {
+        match v {
+            Value::Number(n) => n
+                .as_f64()
+                .map(Scalar::Num)
+                .ok_or_else(|| self.err(key, "number out of range")),
+            Value::Bool(b) => Ok(Scalar::Bool(*b)),
+            Value::String(s) => Ok(Scalar::Str(s.clone())),
+            other => Err(self.err(
+                key,
+                format!(
+                    "expected a number, boolean or string, found {}",
+                    kind(other)
+                ),
+            )),
+        }
+    }
+
+    fn model(&self, v: &Value, key: &str) -> Result<ModelRef> {
+        match v {
+            Value::String(_) => Ok(ModelRef {
+                name: self.string(v, key)?,
+                key: key.to_string(),
+            }),
+            Value::Mapping(_) => Err(self.err(
+                key,
+                "model references given as mappings (LoRA, revision overrides) are not supported; use a path or a Hugging Face id",
+            )),
+            other => Err(self.err(key, format!("expected a model path or id, found {}", kind(other)))),
+        }
+    }
+
+    fn setting(&self, v: &Value, key: &str, allow_filters: bool) -> Result<Setting> {
+        match v {
+            Value::Sequence(items) => {
+                if items.is_empty() {
+                    return Err(self.err(key, "is an empty list"));
+                }
+                if items.iter().all(|x| matches!(x, Value::Number(_))) {
+                    let g = items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| match self.scalar(x, &format!("{key}[{i}]"))? {
+                            Scalar::Num(n) => Ok(n),
+                            _ => unreachable!("checked numeric"),
+                        })
+                        .collect::<Result<Vec<f64>>>()?;
+                    return Ok(Setting::Gradient(g));
+                }
+                if items
+                    .iter()
+                    .all(|x| matches!(x, Value::Number(_) | Value::Bool(_) | Value::String(_)))
+                {
+                    let s = items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| self.scalar(x, &format!("{key}[{i}]")))
+                        .collect::<Result<Vec<_>>>()?;
+                    return Ok(Setting::Steps(s));
+                }
+                if !allow_filters {
+                    return Err(self.err(
+                        key,
+                        "a filter's value must be a scalar or a list of numbers",
+                    ));
+                }
+                if let Some(i) = items.iter().position(|x| !matches!(x, Value::Mapping(_))) {
+                    return Err(self.err(
+                        key,
+                        format!(
+                            "mixes {{filter, value}} entries with {} (item {i}); use only numbers (a gradient) or only {{filter, value}} entries",
+                            kind(&items[i])
+                        ),
+                    ));
+                }
+                let mut conds = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    conds.push(self.conditional(item, &format!("{key}[{i}]"))?);
+                }
+                Ok(Setting::Filters(conds))
+            }
+            Value::Mapping(_) if allow_filters => {
+                Ok(Setting::Filters(vec![self.conditional(v, key)?]))
+            }
+            Value::Mapping(_) => Err(self.err(
+                key,
+                "a filter's value must be a scalar or a list of numbers",
+            )),
+            other => Ok(Setting::Scalar(self.scalar(other, key)?)),
+        }
+    }
+
+    fn conditional(&self, v: &Value, key: &str) -> Result<Conditional> {
+        let Value::Mapping(_) = v else {
+            return Err(self.err(
+                key,
+                format!(
+                    "a parameter list mixes {} with other values; use numbers (a gradient) or {{filter, value}} entries",
+                    kind(v)
+                ),
+            ));
+        };
+        let mut filter = None;
+        let mut value = None;
+        for (k, x) in self.mapping(v, key)? {
+            let kk = format!("{key}.{k}");
+            match k.as_str() {
+                "filter" => {
+                    filter = match x {
+                        Value::Null => None,
+                        _ => Some(self.string(x, &kk)?),
+                    }
+                }
+                "value" => value = Some(self.setting(x, &kk, false)?),
+                _ => return Err(self.err(&kk, "unknown key in a {filter, value} entry")),
+            }
+        }
+        let value = value.ok_or_else(|| self.err(key, "a {filter, value} entry needs `value`"))?;
+        Ok(Conditional {
+            filter,
+            value,
+            key: format!("{key}.value"),
+        })
+    }
+
+    fn params(&self, v: &Value, key: &str) -> Result<Params> {
+        if matches!(v, Value::Null) {
+            return Ok(Params::default());
+        }
+        let mut p = Params::default();
+        for (k, x) in self.mapping(v, key)? {
+            let kk = format!("{key}.{k}");
+            if matches!(x, Value::Null) {
+                continue;
+            }
+            let s = self.setting(x, &kk, true)?;
+            p.map.insert(k, (s, kk));
+        }
+        Ok(p)
+    }
+
+    fn layer_range(&self, v: &Value, key: &str) -> Result<(usize, usize)> {
+        let Value::Sequence(items) = v else {
+            return Err(self.err(key, format!("expected [start, end], found {}", kind(v))));
+        };
+        let nums: Vec<u64> = items.iter().filter_map(|x| x.as_u64()).collect();
+        if items.len() != 2 || nums.len() != 2 {
+            return Err(self.err(key, "expected two non-negative integers [start, end]"));
+        }
+        if nums[0] > nums[1] {
+            return Err(self.err(key, format!("start {} is after end {}", nums[0], nums[1])));
+        }
+        Ok((nums[0] as usize, nums[1] as usize))
+    }
+}
+
+impl MergeConfig {
+    /// Reads and parses a config file.
+    pub fn from_file(path: &Path) -> Result<MergeConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::fs(path, e))?;
+        MergeConfig::parse(&text, path)
+    }
+
+    /// Parses config text; `file` is used in error messages.
+    pub fn parse(text: &str, file: &Path) -> Result<MergeConfig> {
+        let doc: Value = serde_norway::from_str(text).map_err(|e| Error::Yaml {
+            file: file.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        let mut w = Walker {
+            file,
+            warnings: Vec::new(),
+        };
+        if matches!(doc, Value::Null) {
+            return Err(w.err("(document)", "the config is empty"));
+        }
+        let mut method = None;
+        let mut cfg = MergeConfig {
+            file: file.to_path_buf(),
+            merge_method: Method::Linear,
+            base_model: None,
+            models: Vec::new(),
+            slices: Vec::new(),
+            parameters: Params::default(),
+            dtype: None,
+            out_dtype: None,
+            tokenizer_source: None,
+            warnings: Vec::new(),
+        };
+        let mut has_models = false;
+        let mut has_slices = false;
+        for (k, v) in w.mapping(&doc, "(document)")? {
+            let key = k.as_str();
+            match key {
+                "merge_method" => {
+                    let s = w.string(v, key)?;
+                    method = Some(Method::from_name(&s).ok_or_else(|| {
+                        w.err(
+                            key,
+                            format!(
+                                "unknown method `{s}`; known: {}",
+                                Method::ALL
+                                    .iter()
+                                    .map(|m| m.name())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        )
+                    })?);
+                }
+                "base_model" => {
+                    if !matches!(v, Value::Null) {
+                        cfg.base_model = Some(w.model(v, key)?)
+                    }
+                }
+                "parameters" => cfg.parameters = w.params(v, key)?,
+                "dtype" | "out_dtype" => {
+                    if matches!(v, Value::Null) {
+                        continue;
+                    }
+                    let s = w.string(v, key)?;
+                    let d = parse_dtype(&s).ok_or_else(|| {
+                        w.err(
+                            key,
+                            format!(
+                                "unknown dtype `{s}`; use float32, float16, bfloat16 or float64"
+                            ),
+                        )
+                    })?;
+                    if key == "dtype" {
+                        cfg.dtype = Some(d)
+                    } else {
+                        cfg.out_dtype = Some(d)
+                    }
+                }
+                "tokenizer_source" => {
+                    cfg.tokenizer_source = match v {
+                        Value::Null => None,
+                        Value::String(s) if s == "base" => Some(TokenizerSource::Base),
+                        Value::String(s) if s == "union" => {
+                            return Err(w.err(
+                                key,
+                                "`union` builds a new tokenizer and permutes embeddings, which weightspace does not do; name a model (or `base`) to copy its tokenizer",
+                            ));
+                        }
+                        _ => Some(TokenizerSource::Model(w.model(v, key)?)),
+                    }
+                }
+                "tokenizer" => {
+                    return Err(w.err(
+                        key,
+                        "tokenizer building (`tokenizer:` with added tokens) is not supported; use `tokenizer_source: <model>` to copy a tokenizer",
+                    ));
+                }
+                "modules" => {
+                    return Err(w.err(key, "`modules:` (multi-module architectures) is not supported; use `models:` or `slices:`"));
+                }
+                "models" => {
+                    has_models = true;
+                    let Value::Sequence(items) = v else {
+                        return Err(w.err(key, format!("expected a list, found {}", kind(v))));
+                    };
+                    for (i, item) in items.iter().enumerate() {
+                        let ik = format!("models[{i}]");
+                        let mut model = None;
+                        let mut params = Params::default();
+                        for (mk, mv) in w.mapping(item, &ik)? {
+                            let kk = format!("{ik}.{mk}");
+                            match mk.as_str() {
+                                "model" => model = Some(w.model(mv, &kk)?),
+                                "parameters" => params = w.params(mv, &kk)?,
+                                _ => w.warnings.push(format!("`{kk}`: unknown key, ignored")),
+                            }
+                        }
+                        let model = model.ok_or_else(|| w.err(&ik, "needs `model`"))?;
+                        cfg.models.push(InputModel {
+                            model,
+                            parameters: params,
+                        });
+                    }
+                }
+                "slices" => {
+                    has_slices = true;
+                    let Value::Sequence(items) = v else {
+                        return Err(w.err(key, format!("expected a list, found {}", kind(v))));
+                    };
+                    for (i, item) in items.iter().enumerate() {
+                        let sk = format!("slices[{i}]");
+                        let mut out = OutputSlice {
+                            sources: Vec::new(),
+                            base_model: None,
+                            parameters: Params::default(),
+                            key: sk.clone(),
+                        };
+                        let mut saw_sources = false;
+                        for (k2, v2) in w.mapping(item, &sk)? {
+                            let kk = format!("{sk}.{k2}");
+                            match k2.as_str() {
+                                "sources" => {
+                                    saw_sources = true;
+                                    let Value::Sequence(srcs) = v2 else {
+                                        return Err(w.err(&kk, format!("expected a list, found {}", kind(v2))));
+                                    };
+                                    if srcs.is_empty() {
+                                        return Err(w.err(&kk, "is empty"));
+                                    }
+                                    for (j, s) in srcs.iter().enumerate() {
+                                        let jk = format!("{kk}[{j}]");
+                                        let mut model = None;
+                                        let mut range = None;
+                                        let mut params = Params::default();
+                                        for (k3, v3) in w.mapping(s, &jk)? {
+                                            let k3k = format!("{jk}.{k3}");
+                                            match k3.as_str() {
+                                                "model" => model = Some(w.model(v3, &k3k)?),
+                                                "layer_range" => range = Some(w.layer_range(v3, &k3k)?),
+                                                "parameters" => params = w.params(v3, &k3k)?,
+                                                _ => w.warnings.push(format!("`{k3k}`: unknown key, ignored")),
+                                            }
+                                        }
+                                        out.sources.push(InputSlice {
+                                            model: model.ok_or_else(|| w.err(&jk, "needs `model`"))?,
+                                            layer_range: range
+                                                .ok_or_else(|| w.err(&jk, "needs `layer_range: [start, end]`"))?,
+                                            range_key: format!("{jk}.layer_range"),
+                                            parameters: params,
+                                        });
+                                    }
+                                }
+                                "base_model" => {
+                                    if !matches!(v2, Value::Null) {
+                                        out.base_model = Some(w.model(v2, &kk)?)
+                                    }
+                                }
+                                "parameters" => out.parameters = w.params(v2, &kk)?,
+                                "residual_weight" => w
+                                    .warnings
+                                    .push(format!("`{kk}`: residual_weight is not used by mergekit's planner either; ignored")),
+                                _ => w.warnings.push(format!("`{kk}`: unknown key, ignored")),
+                            }
+                        }
+                        if !saw_sources {
+                            return Err(w.err(&sk, "needs `sources`"));
+                        }
+                        cfg.slices.push(out);
+                    }
+                }
+                "name" | "chat_template" => {
+                    w.warnings.push(format!("`{key}`: accepted and ignored"))
+                }
+                _ => w.warnings.push(format!("`{key}`: unknown key, ignored")),
+            }
+        }
+        cfg.merge_method = method.ok_or_else(|| {
+            w.err(
+                "merge_method",
+                "missing: say which method to use, e.g. `merge_method: linear`",
+            )
+        })?;
+        match (has_models, has_slices) {
+            (true, true) => {
+                return Err(w.err("slices", "give either `models:` or `slices:`, not both"));
+            }
+            (false, false) => {
+                return Err(w.err(
+                    "models",
+                    "missing: list the models to merge under `models:` (or use `slices:`)",
+                ));
+            }
+            _ => {}
+        }
+        if has_models && cfg.models.is_empty() {
+            return Err(w.err("models", "is empty"));
+        }
+        if has_slices && cfg.slices.is_empty() {
+            return Err(w.err("slices", "is empty"));
+        }
+        cfg.warnings = w.warnings;
+        Ok(cfg)
+    }
+
+    /// An error about `key` of this config.
+    pub fn err(&self, key: &str, msg: impl Into<String>) -> Error {
+        Error::Config {
+            file: self.file.clone(),
+            key: key.to_string(),
+            msg: msg.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<MergeConfig> {
+        MergeConfig::parse(s, Path::new("c.yaml"))
+    }
+
+    #[test]
+    fn gradient_interpolates_like_mergekit() {
+        let g = Setting::Gradient(vec![0.0, 0.5, 1.0]);
+        let v = |t| match g.evaluate("x", t, "k").unwrap().0 {
+            Scalar::Num(n) => n,
+            _ => panic!(),
+        };
+        assert_eq!(v(0.0), 0.0);
+        assert_eq!(v(0.25), 0.25);
+        assert_eq!(v(1.0), 1.0);
+        assert!((v(0.8) - 0.8).abs() < 1e-12);
+    }
+
+    #[test]
+    fn filters_first_match_wins() {
+        let c = parse(
+            "merge_method: linear\nmodels:\n  - model: a\nparameters:\n  weight:\n    - filter: mlp\n      value: 0.2\n    - filter: self_attn\n      value: [0, 1]\n    - value: 0.7\n",
+        )
+        .unwrap();
+        let (s, key) = c.parameters.get("weight").unwrap();
+        assert_eq!(key, "parameters.weight");
+        let ev = |n: &str, t| s.evaluate(n, t, key).unwrap();
+        assert_eq!(ev("l.0.mlp.w", 0.3).0, Scalar::Num(0.2));
+        assert_eq!(ev("l.0.mlp.w", 0.3).1, "parameters.weight[0].value");
+        assert_eq!(ev("l.0.self_attn.q", 1.0).0, Scalar::Num(1.0));
+        assert_eq!(ev("norm", 0.0).0, Scalar::Num(0.7));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = parse("merge_method: lineer\nmodels: [{model: a}]").unwrap_err();
+        assert!(e.to_string().contains("`merge_method`"), "{e}");
+        let e = parse("merge_method: linear\nmodels:\n  - model: a\n    parameters:\n      weight: [0.1, {filter: x}]\n")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`models[0].parameters.weight`: mixes"),
+            "{e}"
+        );
+        let e = parse("merge_method: passthrough\nslices:\n  - sources:\n      - model: a\n        layer_range: [4, 2]\n")
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("slices[0].sources[0].layer_range"),
+            "{e}"
+        );
+        let e = parse("merge_method: linear\n").unwrap_err();
+        assert!(e.to_string().contains("`models`"), "{e}");
+        let e = parse("merge_method: [linear\n").unwrap_err();
+        assert!(matches!(e, Error::Yaml { .. }), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_warn() {
+        let c = parse("merge_method: linear\nname: x\nfoo: 1\nmodels: [{model: a}]").unwrap();
+        assert_eq!(c.warnings.len(), 2);
+    }
+}
