@@ -2,14 +2,19 @@
 //! Results go to stdout (human tables, or JSON with `--json`); progress and logs to stderr.
 //! Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage.
 
+mod align;
+mod canon;
 mod convert;
 mod diff;
 mod exit;
 mod fmt;
 mod hash;
 mod inspect;
+mod interp;
+mod permute;
 mod progress;
 mod quickstart;
+mod spec;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +47,16 @@ enum Command {
     Hash(hash::Args),
     /// Convert any readable checkpoint to safetensors.
     Convert(convert::Args),
+    /// Symmetry groups of a checkpoint (which tensors each permutation moves).
+    Spec(spec::Args),
+    /// Apply a random symmetry: same function, different weights.
+    Permute(permute::Args),
+    /// Canonical form: one representative per symmetry orbit.
+    Canon(canon::Args),
+    /// Align one model to another (Git Re-Basin weight matching).
+    Align(align::Args),
+    /// Loss/accuracy along the linear path between two models, and the barrier.
+    Interp(interp::Args),
 }
 
 fn main() {
@@ -64,6 +79,11 @@ fn main() {
         Command::Diff(a) => diff::run(a),
         Command::Hash(a) => hash::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::Spec(a) => spec::run(a),
+        Command::Permute(a) => permute::run(a),
+        Command::Canon(a) => canon::run(a),
+        Command::Align(a) => align::run(a),
+        Command::Interp(a) => interp::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

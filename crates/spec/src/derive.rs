@@ -337,6 +337,11 @@ impl<'a> Deriver<'a> {
                 members,
             });
         }
+        let last = &weights[weights.len() - 1].prefix;
+        self.exclude(
+            &format!("{last}.bias"),
+            "bias of the output layer (network outputs are fixed)",
+        );
         self.chain = weights
             .iter()
             .map(|w| crate::ChainLink {

@@ -30,7 +30,7 @@ pub mod graph;
 use serde::{Deserialize, Serialize};
 
 pub use derive::derive;
-pub use facts::{Facts, SpecFile, spec_for_checkpoint};
+pub use facts::{Facts, SpecFile, config_json_for, spec_for_checkpoint};
 
 /// Errors describing a spec that does not fit its checkpoint, or a spec file that cannot be
 /// read. Every variant names the tensor or file concerned.
