@@ -9,6 +9,10 @@
 //! reference does), the assignment maximising `Σ C[u, π(u)]` replaces `π_p`, and the sweep
 //! records progress when the objective grew by more than 1e-12. It stops after a sweep without
 //! progress or `max_iter` sweeps. Costs are accumulated in `f64`.
+//!
+//! One shortcut, which never changes the result: a group whose cost matrix cannot have changed
+//! since its last assignment (no group sharing a tensor with it changed its permutation) is not
+//! recomputed — the reference would rebuild the same matrix and get the same assignment.
 
 use std::collections::HashMap;
 
@@ -323,12 +327,50 @@ pub fn weight_matching(
     };
     let mut rng = SplitMix64::new(opts.seed);
     let mut sweeps = 0;
+    // The groups each group's cost matrix depends on: the others sharing a tensor with it,
+    // and itself when it acts on two axes of one tensor. When none of them changed since the
+    // group's last assignment, its cost matrix — hence its assignment — is what it was: the
+    // step is skipped (recomputing it would give the same permutation).
+    let deps: Vec<Vec<usize>> = spec
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(gi, g)| {
+            let self_dep = g.members.iter().any(|a| {
+                g.members
+                    .iter()
+                    .any(|b| a.tensor == b.tensor && a.axis != b.axis)
+            });
+            let mut d: Vec<usize> = spec
+                .groups
+                .iter()
+                .enumerate()
+                .filter(|&(j, h)| {
+                    (j != gi || self_dep)
+                        && h.members
+                            .iter()
+                            .any(|m| g.members.iter().any(|x| x.tensor == m.tensor))
+                })
+                .map(|(j, _)| j)
+                .collect();
+            d.sort_unstable();
+            d
+        })
+        .collect();
+    let mut version = vec![0u64; spec.groups.len()];
+    let mut seen: Vec<Option<Vec<u64>>> = vec![None; spec.groups.len()];
+    let mut skipped = 0usize;
     for _ in 0..opts.max_iter {
         sweeps += 1;
         let mut progress = false;
         let order = rng.permutation(spec.groups.len());
         for p in order {
             let n = spec.groups[p].size;
+            let now: Vec<u64> = deps[p].iter().map(|&j| version[j]).collect();
+            if seen[p].as_ref() == Some(&now) {
+                skipped += 1;
+                continue;
+            }
             let c = cost_with(spec, &users, reference, other, &perms, p, Some(&cache[p]))?;
             let ci = solve_lap(n, &c, true).map_err(|e| Error::Group {
                 group: spec.groups[p].name.clone(),
@@ -340,12 +382,17 @@ pub fn weight_matching(
             if new > old + 1e-12 {
                 progress = true;
             }
-            perms.elements[p].perm = ci;
+            if ci != perms.elements[p].perm {
+                version[p] += 1;
+                perms.elements[p].perm = ci;
+            }
+            seen[p] = Some(now);
         }
         if !progress {
             break;
         }
     }
+    tracing::debug!(sweeps, skipped, "weight matching done");
     let before = similarity(spec, reference, other)?;
     let mut aligned = other.clone();
     apply(spec, &mut aligned, &perms)?;
