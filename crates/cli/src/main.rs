@@ -2,16 +2,21 @@
 //! Results go to stdout (human tables, or JSON with `--json`); progress and logs to stderr.
 //! Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage.
 
+mod align;
+mod canon;
 mod convert;
 mod diff;
 mod exit;
 mod fmt;
 mod hash;
 mod inspect;
+mod interp;
 mod merge;
+mod permute;
 mod progress;
 mod prune;
 mod quickstart;
+mod spec;
 mod stats;
 mod taskvec;
 mod zoo;
@@ -55,6 +60,16 @@ enum Command {
     Prune(prune::Args),
     /// Extract and apply task vectors.
     Taskvec(taskvec::Args),
+    /// Symmetry groups of a checkpoint (which tensors each permutation moves).
+    Spec(spec::Args),
+    /// Apply a random symmetry: same function, different weights.
+    Permute(permute::Args),
+    /// Canonical form: one representative per symmetry orbit.
+    Canon(canon::Args),
+    /// Align one model to another (Git Re-Basin weight matching).
+    Align(align::Args),
+    /// Loss/accuracy along the linear path between two models, and the barrier.
+    Interp(interp::Args),
 }
 
 fn main() {
@@ -88,6 +103,11 @@ fn main() {
         Command::Merge(a) => merge::run(a),
         Command::Prune(a) => prune::run(a),
         Command::Taskvec(a) => taskvec::run(a),
+        Command::Spec(a) => spec::run(a),
+        Command::Permute(a) => permute::run(a),
+        Command::Canon(a) => canon::run(a),
+        Command::Align(a) => align::run(a),
+        Command::Interp(a) => interp::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,168 @@
+//! End-to-end tests of `spec`, `permute`, `canon`, `align` and `interp` on tiny checkpoints
+//! written here.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use weightspace_io::{DType, TensorInfo, encode_f32, write_safetensors};
+
+fn ws(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_weightspace"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A 5-16-12-3 MLP with pseudo-random weights, `activation = relu` in the metadata.
+fn write_mlp(path: &Path, seed: u32) {
+    let shapes: Vec<(&str, Vec<usize>)> = vec![
+        ("layers.0.weight", vec![16, 5]),
+        ("layers.0.bias", vec![16]),
+        ("layers.2.weight", vec![12, 16]),
+        ("layers.2.bias", vec![12]),
+        ("layers.4.weight", vec![3, 12]),
+        ("layers.4.bias", vec![3]),
+    ];
+    let infos: Vec<TensorInfo> = shapes
+        .iter()
+        .map(|(n, s)| TensorInfo {
+            name: n.to_string(),
+            dtype: DType::F32,
+            shape: s.clone(),
+        })
+        .collect();
+    let mut meta = BTreeMap::new();
+    meta.insert("activation".to_string(), "relu".to_string());
+    let mut state = seed.wrapping_mul(2654435761).wrapping_add(12345);
+    write_safetensors(path, &infos, &meta, |i| {
+        let v: Vec<f32> = (0..infos[i].numel())
+            .map(|_| {
+                state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+                (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect();
+        Ok(encode_f32(&v, DType::F32).unwrap().into())
+    })
+    .unwrap();
+}
+
+#[test]
+fn spec_lists_groups_and_json_parses() {
+    let d = tempfile::tempdir().unwrap();
+    let m = d.path().join("m.safetensors");
+    write_mlp(&m, 1);
+    let (rc, out, _) = ws(&["spec", m.to_str().unwrap()]);
+    assert_eq!(rc, 0);
+    assert!(
+        out.contains("hidden.0") && out.contains("positive"),
+        "{out}"
+    );
+    assert!(out.contains("layers.4.bias"), "{out}");
+    let (rc, out, _) = ws(&["spec", m.to_str().unwrap(), "--json"]);
+    assert_eq!(rc, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["groups"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn permute_canon_align_roundtrip() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n).to_str().unwrap().to_string();
+    write_mlp(Path::new(&p("m.safetensors")), 2);
+    assert_eq!(
+        ws(&[
+            "permute",
+            &p("m.safetensors"),
+            &p("p.safetensors"),
+            "--seed",
+            "7"
+        ])
+        .0,
+        0
+    );
+    // Same seed, same bytes.
+    assert_eq!(
+        ws(&[
+            "permute",
+            &p("m.safetensors"),
+            &p("p2.safetensors"),
+            "--seed",
+            "7"
+        ])
+        .0,
+        0
+    );
+    assert_eq!(
+        std::fs::read(p("p.safetensors")).unwrap(),
+        std::fs::read(p("p2.safetensors")).unwrap()
+    );
+    assert_ne!(
+        std::fs::read(p("p.safetensors")).unwrap(),
+        std::fs::read(p("m.safetensors")).unwrap()
+    );
+    // Canonical forms of the original and the permuted copy: identical files.
+    assert_eq!(
+        ws(&["canon", &p("m.safetensors"), &p("c1.safetensors")]).0,
+        0
+    );
+    assert_eq!(
+        ws(&["canon", &p("p.safetensors"), &p("c2.safetensors")]).0,
+        0
+    );
+    assert_eq!(
+        std::fs::read(p("c1.safetensors")).unwrap(),
+        std::fs::read(p("c2.safetensors")).unwrap()
+    );
+    // Aligning the permuted copy to the original recovers it.
+    let (rc, out, err) = ws(&[
+        "align",
+        &p("m.safetensors"),
+        &p("p.safetensors"),
+        "-o",
+        &p("a.safetensors"),
+        "--json",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["l2_after"].as_f64().unwrap() == 0.0, "{out}");
+}
+
+#[test]
+fn bad_inputs_exit_2() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n).to_str().unwrap().to_string();
+    write_mlp(Path::new(&p("m.safetensors")), 3);
+    assert_eq!(ws(&["spec", &p("missing.safetensors")]).0, 2);
+    std::fs::write(p("bad.toml"), "heads = \"x\"\n").unwrap();
+    let (rc, _, err) = ws(&["spec", &p("m.safetensors"), "--spec", &p("bad.toml")]);
+    assert_eq!(rc, 2);
+    assert!(err.contains("bad.toml"), "{err}");
+    // Models of different shapes cannot be aligned.
+    let infos = vec![TensorInfo {
+        name: "layers.0.weight".into(),
+        dtype: DType::F32,
+        shape: vec![2, 2],
+    }];
+    write_safetensors(
+        Path::new(&p("o.safetensors")),
+        &infos,
+        &BTreeMap::new(),
+        |_| Ok(vec![0u8; 16].into()),
+    )
+    .unwrap();
+    let (rc, _, err) = ws(&[
+        "align",
+        &p("m.safetensors"),
+        &p("o.safetensors"),
+        "-o",
+        &p("x.safetensors"),
+    ]);
+    assert_eq!(rc, 2, "{err}");
+    assert!(!Path::new(&p("x.safetensors")).exists());
+}
