@@ -211,3 +211,9 @@ pub fn export_npz(dir: &Path, path: &Path) -> Result<ExportSummary> {
         columns,
     })
 }
+
+/// Summary of a finished zoo's catalog (`DIR/catalog.parquet`): model and state counts and
+/// the final test-accuracy distribution. Prints nicely with `Display`.
+pub fn catalog_summary(dir: &Path) -> Result<catalog::CatalogSummary> {
+    Ok(catalog::summary(&read_catalog(dir)?))
+}

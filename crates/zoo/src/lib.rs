@@ -14,6 +14,20 @@
 //! This crate owns datasets, the small-network runtime, training and the zoo's on-disk layout.
 //! It reads and writes checkpoints only through `weightspace-io`, and must not know about the
 //! command line, symmetry, merging or analysis.
+//!
+//! ```no_run
+//! use weightspace_zoo::{TrainOptions, ZooConfig};
+//! let cfg = ZooConfig::from_file("zoos/tiny.toml".as_ref())?;
+//! let run = weightspace_zoo::train(&cfg, "tiny-zoo".as_ref(), &TrainOptions::default(), &|_| {})?;
+//! println!("{}", run.catalog); // or weightspace_zoo::catalog_summary(dir)
+//!
+//! // The small-net runtime, for any zoo checkpoint:
+//! let (net, state) = weightspace_zoo::load_model("tiny-zoo/models/mlp-0000/epoch_8.safetensors".as_ref())?;
+//! let test = weightspace_zoo::data::digits()?.test;
+//! let m = net.evaluate(&state, &test); // loss, accuracy
+//! let hidden = net.hidden_activations(&state, &test.x, test.len());
+//! # Ok::<(), weightspace_zoo::Error>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod data;
@@ -33,6 +47,7 @@ pub mod train;
 pub use catalog::{CatalogRow, CatalogSummary, summary};
 pub use config::{HyperParams, ModelPlan, ZooConfig};
 pub use data::{Dataset, Source, Split, Task};
+pub use export::{catalog_summary, eval_zoo, export_npz, read_catalog};
 pub use net::{Activation, Arch, Init, Metrics, Net, State};
 pub use store::{load_model, load_state, save_state};
 pub use train::{Event, TrainOptions, TrainSummary, train};
