@@ -8,7 +8,10 @@ use weightspace_io::{
     Checkpoint, ConvertOptions, DType, TensorInfo, convert, encode_f32, write_safetensors,
 };
 
-use crate::{diff, hash, inspect, stats};
+use crate::{align, diff, hash, inspect, merge, permute, stats, zoo};
+
+/// The quickstart's zoo config, shipped as `zoos/tiny.toml`.
+const TINY_ZOO: &str = include_str!("../../../zoos/tiny.toml");
 
 /// A guided tour: writes a small set of demo checkpoints to a folder and walks through
 /// inspect, stats, diff, hash and convert on them.
@@ -188,6 +191,139 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         b: half_p,
         json: false,
     })?;
+
+    // Part two: a zoo of small nets trained on the bundled digits, and what to do with it.
+    let cfg = out.join("tiny.toml");
+    std::fs::write(&cfg, TINY_ZOO)?;
+    let zoo_dir = out.join("zoo");
+    section(
+        "6. train a zoo of small nets on the bundled 8x8 digits (zoos/tiny.toml)",
+        &format!("weightspace zoo train {d}/tiny.toml -o {d}/zoo"),
+    );
+    zoo::run(zoo::ZooCmd::Train {
+        config: cfg,
+        out: zoo_dir.clone(),
+        shard: None,
+        // A second quickstart run finishes (or reuses) the zoo instead of refusing the folder.
+        resume: zoo_dir.join("zoo.toml").exists(),
+        json: false,
+    })?;
+    section(
+        "7. the zoo's catalog",
+        &format!("weightspace zoo ls {d}/zoo"),
+    );
+    zoo::run(zoo::ZooCmd::Ls {
+        dir: zoo_dir.clone(),
+        json: false,
+    })?;
+
+    // Two fine-tuned children of one parent: merge them onto their parent with TIES.
+    let (parent, children) = fine_tune_family(&zoo_dir)?;
+    let yaml = format!(
+        "merge_method: ties\nbase_model: {}\nmodels:\n  - model: {}\n    parameters: {{weight: 0.5, density: 0.5}}\n  - model: {}\n    parameters: {{weight: 0.5, density: 0.5}}\ndtype: float32\n",
+        parent.display(),
+        children[0].display(),
+        children[1].display()
+    );
+    let merge_cfg = out.join("merge.yaml");
+    std::fs::write(&merge_cfg, &yaml)?;
+    section(
+        "8. merge two fine-tuned siblings onto their parent (TIES, a mergekit config)",
+        &format!("weightspace merge {d}/merge.yaml {d}/merged"),
+    );
+    print!("{yaml}");
+    merge::run(merge::Args {
+        config: merge_cfg,
+        out_dir: out.join("merged"),
+        seed: 0,
+        max_shard_size: "5GB".into(),
+        dtype: None,
+        topk_scope: "tensor".into(),
+        dry_run: false,
+        overwrite: true,
+        json: false,
+    })?;
+
+    // Symmetry: permuting hidden units changes the weights, not the function; alignment
+    // recovers the permutation.
+    let permuted = out.join("parent-permuted.safetensors");
+    section(
+        "9. permute the parent's hidden units (same function, different weights)",
+        &format!(
+            "weightspace permute {} {d}/parent-permuted.safetensors --seed 1",
+            parent.display()
+        ),
+    );
+    permute::run(permute::Args {
+        input: parent.clone(),
+        output: permuted.clone(),
+        seed: 1,
+        scale: false,
+        sign: false,
+        spec: None,
+        json: false,
+    })?;
+    diff::run(diff::Args {
+        a: parent.clone(),
+        b: permuted.clone(),
+        json: false,
+    })?;
+    let realigned = out.join("parent-realigned.safetensors");
+    section(
+        "10. align the permuted copy back to the parent (Git Re-Basin weight matching)",
+        &format!(
+            "weightspace align {} {d}/parent-permuted.safetensors -o {d}/parent-realigned.safetensors",
+            parent.display()
+        ),
+    );
+    align::run(align::Args {
+        reference: parent.clone(),
+        other: permuted,
+        output: realigned.clone(),
+        method: align::Method::Weight,
+        data: None,
+        seed: 0,
+        max_iter: 100,
+        spec: None,
+        json: false,
+    })?;
+    diff::run(diff::Args {
+        a: parent,
+        b: realigned,
+        json: false,
+    })?;
     println!("\nEvery command takes --json for machines and --help for details.");
     Ok(())
+}
+
+/// The last checkpoint of a zoo model that has at least two fine-tuned children, and the last
+/// checkpoints of two of its children.
+fn fine_tune_family(zoo_dir: &Path) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
+    let rows = weightspace_zoo::export::read_catalog(zoo_dir)?;
+    let get = |r: &serde_json::Map<String, serde_json::Value>, k: &str| {
+        r.get(k).and_then(|v| v.as_str()).map(str::to_string)
+    };
+    // Last state (highest epoch) of each model.
+    let mut last: BTreeMap<String, (i64, PathBuf, Option<String>)> = BTreeMap::new();
+    for r in &rows {
+        let (Some(id), Some(file)) = (get(r, "model_id"), get(r, "file")) else {
+            continue;
+        };
+        let epoch = r.get("epoch").and_then(|v| v.as_i64()).unwrap_or(0);
+        if last.get(&id).is_none_or(|(e, _, _)| epoch > *e) {
+            last.insert(id, (epoch, zoo_dir.join(file), get(r, "parent_id")));
+        }
+    }
+    for (id, (_, file, _)) in &last {
+        let children: Vec<PathBuf> = last
+            .values()
+            .filter(|(_, _, p)| p.as_deref() == Some(id.as_str()))
+            .map(|(_, f, _)| f.clone())
+            .take(2)
+            .collect();
+        if children.len() == 2 {
+            return Ok((file.clone(), children));
+        }
+    }
+    anyhow::bail!("the zoo has no model with two fine-tuned children")
 }
