@@ -6,7 +6,7 @@ Reads the groups from `weightspace spec --json`, the two checkpoints with `safet
 numpy loader, runs the same loop with the same seed (SplitMix64 group orders), applies the
 permutations to OTHER and writes it, so the result can be compared with `weightspace align`.
 
-    python wm_reference.py SPEC.json REF.safetensors OTHER.safetensors OUT.safetensors [--seed S]
+    python wm_reference.py SPEC.json REF.safetensors OTHER.safetensors OUT.safetensors [--seed S] [--max-iter N]
 
 Prints one JSON line: {"seconds_match", "seconds_total", "sweeps"}.
 """
@@ -109,12 +109,13 @@ def weight_matching(groups, ref, other, seed, max_iter=100):
 def main():
     spec_path, ref_path, other_path, out_path = sys.argv[1:5]
     seed = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 0
+    max_iter = int(sys.argv[sys.argv.index("--max-iter") + 1]) if "--max-iter" in sys.argv else 100
     t0 = time.perf_counter()
     groups = json.load(open(spec_path))["groups"]
     ref = {k: v.astype(np.float32) for k, v in load_file(ref_path).items()}
     other = {k: v.astype(np.float32) for k, v in load_file(other_path).items()}
     t1 = time.perf_counter()
-    perms, sweeps, axis_users = weight_matching(groups, ref, other, seed)
+    perms, sweeps, axis_users = weight_matching(groups, ref, other, seed, max_iter)
     t2 = time.perf_counter()
     out = {}
     for name, w in other.items():

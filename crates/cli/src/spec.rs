@@ -68,7 +68,7 @@ pub fn load(
 
 /// Writes `w` as safetensors to `out` (an existing directory means `out/model.safetensors`,
 /// and then a `config.json` beside the input is copied too), keeping the input's string
-/// metadata (except earlier `weightspace.*` provenance keys) and adding `extra`. Returns the file written.
+/// metadata (except earlier permute/align/canon provenance keys) and adding `extra`. Returns the file written.
 pub fn write_output(
     w: &Weights,
     ck: &Checkpoint,
@@ -88,7 +88,15 @@ pub fn write_output(
     let mut meta: BTreeMap<String, String> = ck
         .metadata()
         .iter()
-        .filter(|(k, _)| !k.starts_with("weightspace."))
+        .filter(|(k, _)| {
+            ![
+                "weightspace.permute.",
+                "weightspace.align.",
+                "weightspace.canon",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p))
+        })
         .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
         .collect();
     for (k, v) in extra {

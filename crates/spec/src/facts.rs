@@ -57,7 +57,7 @@ impl Facts {
         let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
         let model_type = s("model_type").unwrap_or_default();
         let family = match model_type.as_str() {
-            "bert" | "roberta" | "distilbert_" => Some(Family::Bert),
+            "bert" | "roberta" => Some(Family::Bert),
             "gpt2" => Some(Family::Gpt2),
             "llama" | "mistral" | "qwen2" | "qwen3" => Some(Family::Llama),
             _ => None,
@@ -78,7 +78,8 @@ impl Facts {
     }
 
     /// Reads facts from checkpoint metadata: keys `activation`/`hidden_act`, `heads`
-    /// (as written by the zoo, or by hand into safetensors `__metadata__`).
+    /// (by hand into safetensors `__metadata__`), and the activation inside the zoo's
+    /// `weightspace.zoo.arch` JSON.
     pub fn from_metadata(meta: &std::collections::BTreeMap<String, serde_json::Value>) -> Facts {
         let s = |k: &str| {
             meta.get(k).and_then(|v| match v {
@@ -86,8 +87,16 @@ impl Facts {
                 _ => None,
             })
         };
+        // A zoo checkpoint describes its architecture as JSON, activation included.
+        let zoo_act = s("weightspace.zoo.arch").and_then(|a| {
+            serde_json::from_str::<serde_json::Value>(&a)
+                .ok()?
+                .get("activation")?
+                .as_str()
+                .map(str::to_string)
+        });
         let mut f = Facts {
-            activation: s("activation").or(s("hidden_act")),
+            activation: s("activation").or(s("hidden_act")).or(zoo_act),
             heads: s("heads").and_then(|h| h.parse().ok()),
             ..Facts::default()
         };

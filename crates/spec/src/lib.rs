@@ -8,7 +8,7 @@
 //! acts on, with a [`Layout`] saying where each unit's entries lie along that axis (blocks for
 //! heads or flattened conv channels, repeats for fused QKV or within-head dimensions).
 //!
-//! Specs are derived from tensor names and shapes ([`derive`]) for plain MLPs, CNNs (with
+//! Specs are derived from tensor names and shapes ([`derive()`]) for plain MLPs, CNNs (with
 //! BatchNorm running statistics), torchvision-style ResNets, and transformers in BERT, GPT-2 and
 //! LLaMA naming. Facts the shapes cannot tell (number of heads, activation, RoPE, tied
 //! embeddings) come from [`Facts`]: a Hugging Face `config.json` beside the weights, checkpoint
