@@ -3,9 +3,8 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
-use weightspace_spec::ModelSpec;
 use weightspace_symmetry::lmc::{Evaluator, LmcPath, interpolate};
-use weightspace_symmetry::{MatchOptions, align};
+use weightspace_symmetry::{Error as SymError, MatchOptions, Weights, align};
 
 use crate::exit::bad_input;
 use crate::spec::{load, sym_err};
@@ -58,14 +57,90 @@ struct Report {
     aligned: Option<LmcPath>,
 }
 
-/// The evaluator for the models and data: the zoo's small-net runtime.
+/// Loss and accuracy of zoo-architecture weights on a test set, through the zoo's small-net
+/// runtime (the architecture comes from the checkpoint's zoo metadata).
+struct ZooEval {
+    net: weightspace_zoo::Net,
+    data: weightspace_zoo::Dataset,
+}
+
+impl ZooEval {
+    /// Copies `w`'s tensors into a runtime state for the network.
+    fn state(&self, w: &Weights) -> weightspace_symmetry::Result<weightspace_zoo::State> {
+        let mut st = self.net.zero_state();
+        let specs = self.net.params().iter().map(|p| (p, true));
+        let specs = specs.chain(self.net.buffers().iter().map(|b| (b, false)));
+        for (p, is_param) in specs {
+            let t = w.get(&p.name).ok_or_else(|| SymError::Tensor {
+                tensor: p.name.clone(),
+                msg: "missing (the network needs it)".into(),
+            })?;
+            if t.shape != p.shape || t.data.len() != p.numel() {
+                return Err(SymError::Tensor {
+                    tensor: p.name.clone(),
+                    msg: format!("shape {:?}, the network needs {:?}", t.shape, p.shape),
+                });
+            }
+            let dst = if is_param {
+                &mut st.params
+            } else {
+                &mut st.buffers
+            };
+            dst[p.offset..p.offset + p.numel()].copy_from_slice(&t.data);
+        }
+        Ok(st)
+    }
+}
+
+impl Evaluator for ZooEval {
+    fn loss_acc(&self, w: &Weights) -> weightspace_symmetry::Result<(f64, f64)> {
+        let m = self.net.evaluate(&self.state(w)?, &self.data);
+        Ok((m.loss, m.accuracy))
+    }
+}
+
+/// The evaluator for the models and data: the zoo's small-net runtime, on the test split of the
+/// bundled digits, or of MNIST/Fashion-MNIST IDX files or CIFAR-10 binary batches in `data`.
 fn evaluator(
-    _spec: &ModelSpec,
-    _data: Option<&std::path::Path>,
+    model: &std::path::Path,
+    other: &std::path::Path,
+    data: Option<&std::path::Path>,
 ) -> anyhow::Result<Box<dyn Evaluator>> {
-    Err(bad_input(
-        "interp needs the zoo runtime to compute losses and accuracies, which this build does not include yet",
-    ))
+    // Both ends must be the same architecture (activation included), or the path means nothing.
+    let arch = |p: &std::path::Path| -> anyhow::Result<Option<serde_json::Value>> {
+        let ck = weightspace_io::Checkpoint::open(p)?;
+        Ok(ck.metadata().get("weightspace.zoo.arch").cloned())
+    };
+    if arch(model)? != arch(other)? {
+        return Err(bad_input(format!(
+            "{} and {} are different architectures (their `weightspace.zoo.arch` metadata differ)",
+            model.display(),
+            other.display()
+        )));
+    }
+    let lift = |e: weightspace_zoo::Error| {
+        if e.is_bad_input() {
+            bad_input(e.to_string())
+        } else {
+            anyhow::Error::new(e)
+        }
+    };
+    let (net, _) = weightspace_zoo::load_model(model).map_err(|e| {
+        bad_input(format!(
+            "{e} (interp evaluates networks made by `weightspace zoo`, whose checkpoints record their architecture)"
+        ))
+    })?;
+    let split = match data {
+        None => weightspace_zoo::data::digits().map_err(lift)?,
+        Some(dir) if dir.join("test_batch.bin").exists() => {
+            weightspace_zoo::data::read_cifar10_dir(dir).map_err(lift)?
+        }
+        Some(dir) => weightspace_zoo::data::read_idx_dir(dir).map_err(lift)?,
+    };
+    Ok(Box::new(ZooEval {
+        net,
+        data: split.test,
+    }))
 }
 
 fn print_path(title: &str, p: &LmcPath) {
@@ -99,7 +174,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let (wa, spec, _) = load(&a.a, a.spec.as_deref())?;
     let (wb, _, _) = load(&a.b, a.spec.as_deref())?;
     wa.check_compatible(&wb).map_err(sym_err)?;
-    let eval = evaluator(&spec, a.data.as_deref())?;
+    let eval = evaluator(&a.a, &a.b, a.data.as_deref())?;
     let naive = interpolate(eval.as_ref(), &wa, &wb, a.steps, a.repair).map_err(sym_err)?;
     let aligned = match a.align {
         None => None,

@@ -8,7 +8,7 @@ use weightspace_io::{
     Checkpoint, ConvertOptions, DType, TensorInfo, convert, encode_f32, write_safetensors,
 };
 
-use crate::{align, diff, hash, inspect, merge, permute, stats, zoo};
+use crate::{align, diff, hash, inspect, interp, merge, permute, stats, zoo};
 
 /// The quickstart's zoo config, shipped as `zoos/tiny.toml`.
 const TINY_ZOO: &str = include_str!("../../../zoos/tiny.toml");
@@ -290,6 +290,30 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     diff::run(diff::Args {
         a: parent,
         b: realigned,
+        json: false,
+    })?;
+
+    // Linear mode connectivity: two nets trained from different seeds, before and after
+    // weight matching.
+    let (m0, m1) = (
+        zoo_dir.join("models/base-0000/epoch_8.safetensors"),
+        zoo_dir.join("models/base-0001/epoch_8.safetensors"),
+    );
+    section(
+        "11. the loss barrier between two nets trained from different seeds, before and after alignment",
+        &format!(
+            "weightspace interp {d}/zoo/models/base-0000/epoch_8.safetensors {d}/zoo/models/base-0001/epoch_8.safetensors --steps 5 --align weight"
+        ),
+    );
+    interp::run(interp::Args {
+        a: m0,
+        b: m1,
+        data: None,
+        steps: 5,
+        align: Some(interp::AlignMethod::Weight),
+        repair: false,
+        seed: 0,
+        spec: None,
         json: false,
     })?;
     println!("\nEvery command takes --json for machines and --help for details.");
