@@ -146,8 +146,121 @@ pub fn quantile_sorted(sorted: &[f32], q: f64) -> f64 {
     a + (h - lo as f64) * (b - a)
 }
 
-/// Quartiles of `values` (reordered in place) by selection, O(n): numpy's linear method.
-fn quartiles(values: &mut [f32]) -> [f64; 3] {
+/// Maps an `f32` to a `u32` whose unsigned order is the order of [`f32::total_cmp`]
+/// (`-0.0` before `+0.0`).
+#[inline(always)]
+fn sort_key(x: f32) -> u32 {
+    let b = x.to_bits();
+    b ^ (((b as i32 >> 31) as u32) | 0x8000_0000)
+}
+
+/// Inverse of [`sort_key`].
+#[inline]
+fn from_sort_key(k: u32) -> f32 {
+    f32::from_bits(if k & 0x8000_0000 != 0 {
+        k & 0x7fff_ffff
+    } else {
+        !k
+    })
+}
+
+/// Buckets of a 16-bit radix histogram.
+const BUCKETS: usize = 1 << 16;
+/// Elements per histogram chunk (counts stay in `u32`; chunks run in parallel). Small in unit
+/// tests so that they cover the parallel path quickly.
+const HIST_CHUNK: usize = if cfg!(test) { 1 << 12 } else { 1 << 22 };
+
+/// Counts the sort keys of `values` whose high 16 bits equal `targets[t]` (or, with no targets,
+/// all of them) by their low (resp. high) 16 bits: one histogram per target.
+fn histograms(values: &[f32], targets: &[u32]) -> Vec<Vec<u64>> {
+    let count = |chunk: &[f32]| -> Vec<Vec<u64>> {
+        let mut h: Vec<Box<[u32; BUCKETS]>> = (0..targets.len().max(1))
+            .map(|_| {
+                vec![0u32; BUCKETS]
+                    .into_boxed_slice()
+                    .try_into()
+                    .expect("BUCKETS long")
+            })
+            .collect();
+        if targets.is_empty() {
+            let h0 = &mut h[0];
+            for &x in chunk {
+                h0[(sort_key(x) >> 16) as usize] += 1;
+            }
+        } else {
+            for &x in chunk {
+                let k = sort_key(x);
+                for (t, &hi) in targets.iter().enumerate() {
+                    if k >> 16 == hi {
+                        h[t][(k & 0xffff) as usize] += 1;
+                    }
+                }
+            }
+        }
+        h.iter()
+            .map(|a| a.iter().map(|&c| c as u64).collect())
+            .collect()
+    };
+    let add = |mut a: Vec<Vec<u64>>, b: Vec<Vec<u64>>| {
+        for (x, y) in a.iter_mut().zip(b) {
+            x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
+        }
+        a
+    };
+    if values.len() > HIST_CHUNK {
+        values
+            .par_chunks(HIST_CHUNK)
+            .map(count)
+            .reduce_with(add)
+            .expect("non-empty")
+    } else {
+        count(values)
+    }
+}
+
+/// The `ranks`-th smallest values of `values` (0-based, each < `values.len()`) in the order of
+/// [`f32::total_cmp`], by a two-level 16-bit radix select: two passes over the data, no copy,
+/// no reordering, and exactly the elements a sort would put at those ranks.
+fn order_statistics<const K: usize>(values: &[f32], ranks: [usize; K]) -> [f32; K] {
+    // Pass 1: which high-16-bit bucket holds each rank, and the rank inside it.
+    let hi = histograms(values, &[]).pop().expect("one histogram");
+    let mut bucket = [0u32; K];
+    let mut inner = [0u64; K];
+    for (k, &r) in ranks.iter().enumerate() {
+        let mut below = 0u64;
+        for (b, &c) in hi.iter().enumerate() {
+            if below + c > r as u64 {
+                bucket[k] = b as u32;
+                inner[k] = r as u64 - below;
+                break;
+            }
+            below += c;
+        }
+    }
+    // Pass 2: low-16-bit histograms of the (few distinct) buckets that hold the ranks.
+    let mut targets: Vec<u32> = bucket.to_vec();
+    targets.sort_unstable();
+    targets.dedup();
+    let lo = histograms(values, &targets);
+    let mut out = [0f32; K];
+    for k in 0..K {
+        let t = targets.binary_search(&bucket[k]).expect("target bucket");
+        let mut below = 0u64;
+        for (l, &c) in lo[t].iter().enumerate() {
+            if below + c > inner[k] {
+                out[k] = from_sort_key((bucket[k] << 16) | l as u32);
+                break;
+            }
+            below += c;
+        }
+    }
+    out
+}
+
+/// Quartiles by selection on a scratch copy (`values` is reordered): the method for small
+/// tensors, where a radix select's fixed cost (two 65,536-bucket histograms) dominates. It
+/// gives the same bits as [`quartiles_radix`].
+fn quartiles_by_selection(values: &mut [f32]) -> [f64; 3] {
     let n = values.len();
     if n == 0 {
         return [f64::NAN; 3];
@@ -160,7 +273,6 @@ fn quartiles(values: &mut [f32]) -> [f64; 3] {
         let a = a as f64;
         let frac = h - lo as f64;
         let b = if lo + 1 < n && frac > 0.0 {
-            // The next order statistic is the minimum of the right part.
             right.iter().copied().fold(f32::INFINITY, f32::min) as f64
         } else {
             a
@@ -170,8 +282,53 @@ fn quartiles(values: &mut [f32]) -> [f64; 3] {
     out
 }
 
-/// Statistics of one tensor's values. `values` is reordered (used as scratch for quantiles).
+/// Tensors up to this many elements use [`quartiles_by_selection`].
+const SMALL: usize = 1 << 14;
+
+/// Quartiles of `values` with numpy's linear interpolation.
+fn quartiles(values: &[f32]) -> [f64; 3] {
+    if values.len() <= SMALL {
+        quartiles_by_selection(&mut values.to_vec())
+    } else {
+        quartiles_radix(values)
+    }
+}
+
+/// Quartiles of `values` with numpy's linear interpolation, from exact order statistics found
+/// by [`order_statistics`] (no copy).
+fn quartiles_radix(values: &[f32]) -> [f64; 3] {
+    let n = values.len();
+    if n == 0 {
+        return [f64::NAN; 3];
+    }
+    let qs = [0.25, 0.5, 0.75];
+    let h = qs.map(|q| (n - 1) as f64 * q);
+    let lo = h.map(|h| h.floor() as usize);
+    // Ranks lo and lo + 1 (the next order statistic) of each quartile.
+    let ranks = [0, 1, 2, 3, 4, 5].map(|i| (lo[i / 2] + i % 2).min(n - 1));
+    let v = order_statistics(values, ranks);
+    let mut out = [0f64; 3];
+    for k in 0..3 {
+        let a = v[2 * k] as f64;
+        let frac = h[k] - lo[k] as f64;
+        let b = if lo[k] + 1 < n && frac > 0.0 {
+            v[2 * k + 1] as f64
+        } else {
+            a
+        };
+        out[k] = a + frac * (b - a);
+    }
+    out
+}
+
+/// Statistics of one tensor's values. (`values` is left as it is; it is `&mut` for
+/// compatibility with callers that pass scratch buffers.)
 pub fn summarize(name: &str, dtype: &str, shape: &[usize], values: &mut [f32]) -> TensorStats {
+    summarize_values(name, dtype, shape, values)
+}
+
+/// Statistics of one tensor's values, read only (no copy, no reordering).
+pub fn summarize_values(name: &str, dtype: &str, shape: &[usize], values: &[f32]) -> TensorStats {
     let n = values.len();
     let m = moments(values);
     let nf = n as f64;
@@ -231,10 +388,11 @@ pub fn checkpoint_stats(
         .into_par_iter()
         .map(|i| {
             let t = ck.tensor_at(i)?;
-            let mut values = t
-                .to_f32()
+            // Borrowed straight from the memory map for aligned f32 tensors.
+            let values = t
+                .f32s()
                 .map_err(|k| Error::new(ck.path(), k).with_tensor(t.name))?;
-            let s = summarize(t.name, t.dtype.name(), t.shape, &mut values);
+            let s = summarize_values(t.name, t.dtype.name(), t.shape, &values);
             progress();
             Ok(s)
         })
@@ -269,6 +427,104 @@ mod tests {
         let s = summarize("e", "F32", &[0], &mut []);
         assert_eq!(s.count, 0);
         assert!(s.mean.is_nan());
+    }
+
+    /// Deterministic test data: xorshift values of several kinds.
+    fn data(kind: u32, n: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        (0..n)
+            .map(|_| {
+                let r = next();
+                let u = (r >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                match kind {
+                    // Plain floats.
+                    0 => u * 0.04,
+                    // bf16-like: few distinct values, many ties.
+                    1 => f32::from_bits(((u * 4.0).to_bits()) & 0xffff_0000),
+                    // Specials: signed zeros, infinities, subnormals, extremes.
+                    2 => match r % 9 {
+                        0 => 0.0,
+                        1 => -0.0,
+                        2 => f32::INFINITY,
+                        3 => f32::NEG_INFINITY,
+                        4 => f32::from_bits(1 + (r >> 50) as u32),
+                        5 => -f32::MAX,
+                        _ => u,
+                    },
+                    // Random bit patterns (no NaN: quartiles are skipped when NaN is present).
+                    _ => {
+                        let f = f32::from_bits((r >> 32) as u32);
+                        if f.is_nan() { 1.0 } else { f }
+                    }
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sort_keys_order_like_total_cmp() {
+        let v = data(2, 2000, 3);
+        for w in v.windows(2) {
+            assert_eq!(
+                sort_key(w[0]).cmp(&sort_key(w[1])),
+                w[0].total_cmp(&w[1]),
+                "{} {}",
+                w[0],
+                w[1]
+            );
+            assert_eq!(from_sort_key(sort_key(w[0])).to_bits(), w[0].to_bits());
+        }
+    }
+
+    #[test]
+    fn radix_select_matches_sorting() {
+        for kind in 0..4 {
+            for n in [1usize, 2, 3, 4, 5, 7, 8, 100, 1001, 2 * HIST_CHUNK + 1] {
+                let v = data(kind, n, n as u64 + kind as u64);
+                let mut sorted = v.clone();
+                sorted.sort_by(f32::total_cmp);
+                let ranks = [0, n / 3, n / 2, n - 1];
+                let got = order_statistics(&v, ranks);
+                for (g, r) in got.iter().zip(ranks) {
+                    assert_eq!(
+                        g.to_bits(),
+                        sorted[r].to_bits(),
+                        "kind {kind} n {n} rank {r}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quartiles_identical_to_selection() {
+        for kind in 0..4 {
+            for n in [1usize, 2, 3, 4, 5, 6, 9, 10, 255, 1000, 3 * HIST_CHUNK + 5] {
+                let v = data(kind, n, 7 * n as u64 + kind as u64);
+                let new = quartiles_radix(&v);
+                let old = quartiles_by_selection(&mut v.clone());
+                for k in 0..3 {
+                    assert!(
+                        new[k].to_bits() == old[k].to_bits()
+                            || (new[k].is_nan() && old[k].is_nan()),
+                        "kind {kind} n {n} q{k}: {} vs {}",
+                        new[k],
+                        old[k]
+                    );
+                }
+            }
+        }
+        // All equal, and all zeros of both signs.
+        assert_eq!(quartiles_radix(&[0.5; 10]), [0.5; 3]);
+        let z = [0.0, -0.0, 0.0, -0.0, -0.0];
+        let (a, b) = (quartiles_radix(&z), quartiles_by_selection(&mut z.clone()));
+        assert_eq!(a.map(f64::to_bits), b.map(f64::to_bits));
     }
 
     #[test]

@@ -543,6 +543,29 @@ fn convert_to_f16_and_sharded() {
     assert_eq!(v["tensors"].as_array().unwrap().len(), a.len());
 }
 
+/// Converting a file onto itself is safe: the new file replaces the old one only once it is
+/// complete, and the memory map of the input keeps reading the old bytes meanwhile.
+#[test]
+fn convert_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.safetensors");
+    std::fs::copy(fixture("stats.safetensors"), &p).unwrap();
+    let before = Checkpoint::open(fixture("stats.safetensors")).unwrap();
+    let o = run_p(&[&"convert", &p, &p, &"--dtype", &"bf16"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(dir_entries(dir.path()), ["m.safetensors"]);
+    let after = Checkpoint::open(&p).unwrap();
+    let w = "dense.weight";
+    assert_eq!(after.info(w).unwrap().dtype, DType::BF16);
+    let want: Vec<f32> = before
+        .tensor_f32(w)
+        .unwrap()
+        .iter()
+        .map(|&v| half::bf16::from_f32(v).to_f32())
+        .collect();
+    assert_eq!(after.tensor_f32(w).unwrap(), want);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bad input and usage
 
