@@ -301,7 +301,7 @@ pub fn execute(
         .suffix(".partial")
         .tempdir_in(&parent)
         .map_err(|e| Error::fs(&parent, e))?;
-    let global = if opts.topk_global {
+    let global = if opts.topk_global || plan.topk_global {
         Some(global_thresholds(plan)?)
     } else {
         None
