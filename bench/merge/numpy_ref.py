@@ -16,9 +16,11 @@ from safetensors.numpy import save_file
 
 
 def magnitude(d, density):
+    # mergekit: torch.argsort(|d|, descending=True)[:k]. A stable ascending sort's last k
+    # elements break ties by position, as weightspace does, so the outputs can be compared.
     k = int(density * d.size)
     m = np.zeros(d.size, dtype=d.dtype)
-    m[np.argsort(np.abs(d).reshape(-1))[::-1][:k]] = 1
+    m[np.argsort(np.abs(d).reshape(-1), kind="stable")[d.size - k:]] = 1
     return d * m.reshape(d.shape)
 
 

@@ -301,7 +301,13 @@ pub fn execute(
         .suffix(".partial")
         .tempdir_in(&parent)
         .map_err(|e| Error::fs(&parent, e))?;
-    let global = if opts.topk_global {
+    tracing::info!(
+        method = %plan.method,
+        tensors = plan.tensors.len(),
+        out = %out_dir.display(),
+        "merge starts"
+    );
+    let global = if opts.topk_global || plan.topk_global {
         Some(global_thresholds(plan)?)
     } else {
         None
@@ -323,6 +329,7 @@ pub fn execute(
         opts.max_shard_bytes,
         |i| {
             progress(i, &plan.tensors[i].out.name);
+            tracing::debug!(tensor = %plan.tensors[i].out.name, "merging");
             merge_tensor(plan, &plan.tensors[i], opts.seed, global.as_ref()).map_err(|e| {
                 let placeholder = weightspace_io::Error::invalid(&plan.config.file, e.to_string());
                 *failure.borrow_mut() = Some(e);

@@ -104,31 +104,31 @@ impl<'a> Src<'a> {
             out.copy_from_slice(&v[start..start + out.len()]);
             return;
         }
-        let b = &self.bytes;
+        let n = out.len();
         match self.dtype {
             DType::F32 => {
-                for (k, o) in out.iter_mut().enumerate() {
-                    let j = (start + k) * 4;
-                    *o = f32::from_le_bytes([b[j], b[j + 1], b[j + 2], b[j + 3]]);
+                let b = &self.bytes[start * 4..(start + n) * 4];
+                for (o, c) in out.iter_mut().zip(b.chunks_exact(4)) {
+                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
                 }
             }
             DType::F16 => {
-                for (k, o) in out.iter_mut().enumerate() {
-                    let j = (start + k) * 2;
-                    *o = half::f16::from_le_bytes([b[j], b[j + 1]]).to_f32();
+                let b = &self.bytes[start * 2..(start + n) * 2];
+                for (o, c) in out.iter_mut().zip(b.chunks_exact(2)) {
+                    *o = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
                 }
             }
             DType::BF16 => {
-                for (k, o) in out.iter_mut().enumerate() {
-                    let j = (start + k) * 2;
-                    *o = half::bf16::from_le_bytes([b[j], b[j + 1]]).to_f32();
+                let b = &self.bytes[start * 2..(start + n) * 2];
+                for (o, c) in out.iter_mut().zip(b.chunks_exact(2)) {
+                    *o = f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16);
                 }
             }
             DType::F64 => {
-                for (k, o) in out.iter_mut().enumerate() {
-                    let j = (start + k) * 8;
+                let b = &self.bytes[start * 8..(start + n) * 8];
+                for (o, c) in out.iter_mut().zip(b.chunks_exact(8)) {
                     let mut a = [0u8; 8];
-                    a.copy_from_slice(&b[j..j + 8]);
+                    a.copy_from_slice(c);
                     *o = f64::from_le_bytes(a) as f32;
                 }
             }
@@ -466,6 +466,16 @@ impl Stream {
         h.update(label.as_bytes());
         Stream {
             seed: *h.finalize().as_bytes(),
+        }
+    }
+
+    /// Fills `out` with the raw 32-bit words of elements `start..start + out.len()` (the
+    /// uniform of an element is `(word >> 8) / 2^24`).
+    pub fn words(&self, start: usize, out: &mut [u32]) {
+        let mut rng = ChaCha8Rng::from_seed(self.seed);
+        rng.set_word_pos(start as u128);
+        for o in out.iter_mut() {
+            *o = rng.next_u32();
         }
     }
 

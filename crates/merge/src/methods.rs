@@ -554,12 +554,12 @@ fn linear(job: &Job, n: usize) -> Result<Vec<u8>, String> {
     let div = if job.global.normalize { sum } else { 1.0 };
     let srcs: Vec<&Src> = job.srcs.iter().collect();
     Ok(map_chunks(&srcs, n, job.dtype, |_, _, ins, out| {
-        for (j, o) in out.iter_mut().enumerate() {
-            let mut acc = 0f32;
-            for (x, wi) in ins.iter().zip(&w) {
-                acc += wi * x[j];
-            }
-            *o = acc / div;
+        out.fill(0.0);
+        for (x, wi) in ins.iter().zip(&w) {
+            out.iter_mut().zip(x).for_each(|(o, v)| *o += wi * v);
+        }
+        if div != 1.0 {
+            out.iter_mut().for_each(|o| *o /= div);
         }
     }))
 }
@@ -1129,10 +1129,12 @@ impl Keep {
                 }
             }),
             Keep::Random(s, p) => {
-                let mut u = vec![0f32; d.len()];
-                s.uniforms(start, &mut u);
-                d.iter_mut().zip(&u).for_each(|(x, u)| {
-                    if u >= p {
+                // u = (word >> 8) / 2^24 < p  <=>  (word >> 8) < ceil(p · 2^24).
+                let thr = (*p as f64 * 16_777_216.0).ceil() as u32;
+                let mut words = vec![0u32; d.len()];
+                s.words(start, &mut words);
+                d.iter_mut().zip(&words).for_each(|(x, w)| {
+                    if (w >> 8) >= thr {
                         *x = 0.0
                     }
                 });
@@ -1296,44 +1298,55 @@ fn gta(job: &Job, n: usize) -> Result<Vec<u8>, String> {
             d.iter_mut().for_each(|x| *x *= s);
             wd.push(d);
         }
-        for j in 0..len {
-            let (mixed, div) = match consensus {
-                Some(cm) => {
-                    let major = match cm {
-                        Consensus::Sum => {
-                            if wd.iter().map(|d| d[j]).sum::<f32>() >= 0.0 {
-                                1.0
-                            } else {
-                                -1.0
-                            }
-                        }
+        // Written as passes over the chunk (one per model) so that they vectorise.
+        let mut mixed = vec![0f32; len];
+        let mut div = vec![0f32; len];
+        match consensus {
+            Some(cm) => {
+                // Majority sign: + when the sum (of weighted deltas, or of their signs) is >= 0.
+                let mut vote = vec![0f32; len];
+                for d in &wd {
+                    match cm {
+                        Consensus::Sum => vote.iter_mut().zip(d).for_each(|(v, x)| *v += x),
                         Consensus::Count => {
-                            if wd.iter().map(|d| sign(d[j])).sum::<f32>() >= 0.0 {
-                                1.0
-                            } else {
-                                -1.0
-                            }
-                        }
-                    };
-                    let (mut mx, mut dv) = (0f32, 0f32);
-                    for (d, wk) in wd.iter().zip(&w) {
-                        if sign(d[j]) == major {
-                            mx += d[j];
-                            dv += wk;
+                            vote.iter_mut().zip(d).for_each(|(v, x)| *v += sign(*x))
                         }
                     }
-                    (mx, if dv == 0.0 { 1.0 } else { dv })
                 }
-                None => {
-                    let mx: f32 = wd.iter().map(|d| d[j]).sum();
-                    (mx, if wsum.abs() < 1e-8 { 1.0 } else { wsum })
+                for (d, &wk) in wd.iter().zip(&w) {
+                    for j in 0..len {
+                        let agree = if vote[j] >= 0.0 {
+                            d[j] > 0.0
+                        } else {
+                            d[j] < 0.0
+                        };
+                        mixed[j] += if agree { d[j] } else { 0.0 };
+                        div[j] += if agree { wk } else { 0.0 };
+                    }
                 }
-            };
-            let mut mixed = if normalize { mixed / div } else { mixed };
-            if lambda != 1.0 {
-                mixed *= lambda;
+                div.iter_mut().for_each(|v| {
+                    if *v == 0.0 {
+                        *v = 1.0
+                    }
+                });
             }
-            out[j] = ins[0][j] + mixed;
+            None => {
+                for d in &wd {
+                    mixed.iter_mut().zip(d).for_each(|(v, x)| *v += x);
+                }
+                div.fill(if wsum.abs() < 1e-8 { 1.0 } else { wsum });
+            }
+        }
+        for j in 0..len {
+            let mut mx = if normalize {
+                mixed[j] / div[j]
+            } else {
+                mixed[j]
+            };
+            if lambda != 1.0 {
+                mx *= lambda;
+            }
+            out[j] = ins[0][j] + mx;
         }
     }))
 }

@@ -273,6 +273,9 @@ pub struct Plan {
     pub tokenizer_source: Option<usize>,
     /// Warnings for the user (ignored keys, cropped embeddings, ...).
     pub warnings: Vec<String>,
+    /// Planned with `--topk-scope global` (then [`crate::execute()`] computes global
+    /// thresholds whatever its own option says).
+    pub topk_global: bool,
 }
 
 /// Options that change planning.
@@ -801,6 +804,7 @@ pub fn plan(cfg: MergeConfig, opts: &PlanOptions) -> Result<Plan> {
         config_source,
         tokenizer_source,
         warnings,
+        topk_global: opts.topk_global,
         config: cfg,
     })
 }
