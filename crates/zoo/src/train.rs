@@ -274,7 +274,6 @@ fn train_model(
                     &xb[..n * d]
                 };
                 let out = net.forward(&state, &mut ws, input, n, true, &mut rng);
-                let out = out.to_vec();
                 loss_and_grad(
                     train.task,
                     &out,
