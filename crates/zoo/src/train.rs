@@ -276,7 +276,7 @@ fn train_model(
                 let out = net.forward(&state, &mut ws, input, n, true, &mut rng);
                 loss_and_grad(
                     train.task,
-                    &out,
+                    out,
                     &yb[..n * tw],
                     n,
                     &mut dout[..n * net.outputs],
