@@ -164,11 +164,11 @@ def main():
     if a.no_write:
         return
     header = (
-        "| workload | weightspace (release, RAYON_NUM_THREADS={t}) | PyTorch {tv} (torch threads {t}) | speed-up | check |\n"
+        "| workload | weightspace (`{b}`, RAYON_NUM_THREADS={t}) | PyTorch {tv} (torch threads {t}) | speed-up | check |\n"
         "|---|---|---|---|---|\n"
-    ).format(t=a.threads, tv=torch.__version__)
+    ).format(t=a.threads, tv=torch.__version__, b=os.path.relpath(a.bin, ROOT))
     cmd = "/work/venv/bin/python bench/zoo/bench_zoo.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if k not in ("no_write", "bin"))
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if k != "no_write")
     block = (
         "<!-- zoo-bench:start -->\n## Model zoo training (`weightspace zoo train`)\n\n"
         f"Command: `cargo build --release -p weightspace && {cmd}` "
