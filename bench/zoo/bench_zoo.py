@@ -77,7 +77,7 @@ def run_weightspace(arch, models, epochs, threads):
         env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
         t0 = time.perf_counter()
         out = subprocess.run(
-            [str(BIN), "zoo", "train", str(cfg), "-o", str(pathlib.Path(d) / "zoo"), "--json", "--quiet"],
+            [str(ARGS.bin), "zoo", "train", str(cfg), "-o", str(pathlib.Path(d) / "zoo"), "--json", "--quiet"],
             check=True, capture_output=True, text=True, env=env,
         )
         wall = time.perf_counter() - t0
@@ -137,8 +137,13 @@ def main():
     ap.add_argument("--torch-models", type=int, default=8, help="models the PyTorch loop trains (rates are per step)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--bin", default=str(BIN), help="weightspace binary (default: target/release)")
     a = ap.parse_args()
+    global ARGS
+    ARGS = a
     torch.set_num_threads(a.threads)
+    global LOAD
+    LOAD = os.getloadavg()
     data = digits()
     rows = []
     for arch, models, epochs in [("mlp", a.mlp_models, a.mlp_epochs), ("cnn", a.cnn_models, a.cnn_epochs)]:
@@ -159,15 +164,16 @@ def main():
     if a.no_write:
         return
     header = (
-        "| workload | weightspace (release, RAYON_NUM_THREADS={t}) | PyTorch {tv} (torch threads {t}) | speed-up | check |\n"
+        "| workload | weightspace (`{b}`, RAYON_NUM_THREADS={t}) | PyTorch {tv} (torch threads {t}) | speed-up | check |\n"
         "|---|---|---|---|---|\n"
-    ).format(t=a.threads, tv=torch.__version__)
+    ).format(t=a.threads, tv=torch.__version__, b=os.path.relpath(a.bin, ROOT))
     cmd = "/work/venv/bin/python bench/zoo/bench_zoo.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if k != "no_write")
     block = (
         "<!-- zoo-bench:start -->\n## Model zoo training (`weightspace zoo train`)\n\n"
         f"Command: `cargo build --release -p weightspace && {cmd}` "
-        f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}).\n"
+        f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average before the run "
+        f"{LOAD[0]:.1f} from other jobs on the machine, {time.strftime('%Y-%m-%d')}, binary `{os.path.relpath(a.bin, ROOT)}`).\n"
         "Rates are model-steps (one optimiser step of one model on one batch) per second of wall time; weightspace's "
         "time includes evaluation and atomic checkpoint writes, PyTorch's does not.\n\n"
         + header + "\n".join(rows) + "\n<!-- zoo-bench:end -->\n"

@@ -446,3 +446,50 @@ mod nan_as_null {
         Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, epoch: usize, acc: f64) -> CatalogRow {
+        let cfg = crate::config::ZooConfig::from_toml_str("[[models]]\narch = \"cnn\"").unwrap();
+        CatalogRow {
+            model_id: id.into(),
+            parent_id: None,
+            parent_epoch: None,
+            group: "g0".into(),
+            epoch,
+            hp: cfg.plan().unwrap()[0].hp.clone(),
+            train_loss: f64::NAN,
+            train_accuracy: 0.1,
+            test_loss: f64::NAN,
+            test_accuracy: acc,
+            generalization_gap: 0.1 - acc,
+            num_params: 10,
+            file: format!("models/{id}/epoch_{epoch}.safetensors"),
+            weights_hash: "00".into(),
+        }
+    }
+
+    #[test]
+    fn nan_metrics_survive_the_ledger_and_parquet() {
+        let r = row("a", 0, 0.5);
+        let back: CatalogRow = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert!(back.train_loss.is_nan() && back.test_accuracy == 0.5);
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.parquet");
+        write_parquet(&p, &[r, row("a", 1, 0.9), row("b", 3, 0.2)]).unwrap();
+        let rows = read_parquet(&p).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert!(rows[0]["parent_id"].is_null());
+        assert!(
+            rows[0]["hidden"].is_null(),
+            "MLP-only column is null for a CNN"
+        );
+        assert_eq!(rows[0]["channels"], "[16,16,16]");
+        let s = summary(&rows);
+        assert_eq!((s.models, s.states), (2, 3));
+        assert_eq!(s.final_test_accuracy[6], 0.9);
+        assert_eq!(s.histogram[2] + s.histogram[9], 2);
+    }
+}

@@ -274,10 +274,9 @@ fn train_model(
                     &xb[..n * d]
                 };
                 let out = net.forward(&state, &mut ws, input, n, true, &mut rng);
-                let out = out.to_vec();
                 loss_and_grad(
                     train.task,
-                    &out,
+                    out,
                     &yb[..n * tw],
                     n,
                     &mut dout[..n * net.outputs],
