@@ -16,6 +16,7 @@ mod progress;
 mod quickstart;
 mod spec;
 mod stats;
+mod zoo;
 
 use clap::{Parser, Subcommand};
 
@@ -57,6 +58,9 @@ enum Command {
     Align(align::Args),
     /// Loss/accuracy along the linear path between two models, and the barrier.
     Interp(interp::Args),
+    /// Train, list, evaluate and export populations of small trained networks.
+    #[command(subcommand)]
+    Zoo(zoo::ZooCmd),
 }
 
 fn main() {
@@ -72,7 +76,7 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let result = match cli.command {
+    let result: anyhow::Result<()> = match cli.command {
         Command::Quickstart(a) => quickstart::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Stats(a) => stats::run(a),
@@ -84,6 +88,7 @@ fn main() {
         Command::Canon(a) => canon::run(a),
         Command::Align(a) => align::run(a),
         Command::Interp(a) => interp::run(a),
+        Command::Zoo(cmd) => zoo::run(cmd),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,214 @@
+//! `weightspace zoo …`: train, list, evaluate and export model zoos.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use weightspace_zoo as zoo;
+
+use crate::exit::bad_input;
+use crate::progress;
+
+/// Populations of small trained networks.
+#[derive(Subcommand, Debug)]
+pub enum ZooCmd {
+    /// Train a zoo from a TOML config into DIR (zoo.toml, models/<id>/epoch_<k>.safetensors,
+    /// catalog.parquet). Same config and seed give the same bits whatever the thread count
+    /// (RAYON_NUM_THREADS).
+    Train {
+        /// The zoo config (see zoos/tiny.toml and the README).
+        config: PathBuf,
+        /// Output folder.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Train only shard i of N (e.g. 0/4): whole fine-tune trees per shard. Shards may run
+        /// at once into the same folder; each rebuilds the catalog from all shards' ledgers.
+        #[arg(long, value_name = "i/N")]
+        shard: Option<String>,
+        /// Continue an interrupted run in an existing folder (finished models are kept).
+        #[arg(long)]
+        resume: bool,
+        /// Print the run summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a zoo's models (last state of each) and summarise its accuracy distribution.
+    Ls {
+        /// Zoo folder.
+        dir: PathBuf,
+        /// Print every catalog row as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-evaluate every checkpoint from its file and check it against the catalog.
+    Eval {
+        /// Zoo folder.
+        dir: PathBuf,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export the zoo as one .npz: `weights` [states, params] plus one array per catalog
+    /// column (`d = np.load(F); d["weights"], d["test_accuracy"]`).
+    Export {
+        /// Zoo folder.
+        dir: PathBuf,
+        /// Output .npz file.
+        #[arg(long, value_name = "F")]
+        npz: PathBuf,
+    },
+}
+
+fn lift(e: zoo::Error) -> anyhow::Error {
+    if e.is_bad_input() {
+        bad_input(e.to_string())
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
+fn parse_shard(s: &str) -> anyhow::Result<(usize, usize)> {
+    let err = || {
+        bad_input(format!(
+            "--shard {s}: expected i/N with 0 ≤ i < N, e.g. 0/4"
+        ))
+    };
+    let (i, n) = s.split_once('/').ok_or_else(err)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| err())?,
+        n.trim().parse().map_err(|_| err())?,
+    );
+    if n == 0 || i >= n {
+        return Err(err());
+    }
+    Ok((i, n))
+}
+
+/// Runs a `zoo` subcommand.
+pub fn run(cmd: ZooCmd) -> anyhow::Result<()> {
+    match cmd {
+        ZooCmd::Train {
+            config,
+            out,
+            shard,
+            resume,
+            json,
+        } => {
+            let cfg = zoo::ZooConfig::from_file(&config)
+                .map_err(lift)
+                .with_context(|| format!("config {}", config.display()))?;
+            let opts = zoo::TrainOptions {
+                shard: shard.as_deref().map(parse_shard).transpose()?,
+                resume,
+            };
+            let bar = progress::bar(0, "training");
+            let summary = zoo::train(&cfg, &out, &opts, &|ev| match ev {
+                zoo::Event::Start { todo, .. } => bar.set_length(*todo as u64),
+                zoo::Event::ModelDone { id } => {
+                    bar.set_prefix(id.clone());
+                    bar.inc(1);
+                }
+            })
+            .map_err(lift)?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!(
+                    "trained {} models ({} already done) in {:.1} s: {} model-steps, {:.2} GFLOP/s; catalog {} rows -> {}",
+                    summary.models_trained,
+                    summary.models_skipped,
+                    summary.seconds,
+                    summary.model_steps,
+                    summary.train_flops / summary.seconds.max(1e-9) / 1e9,
+                    summary.catalog_rows,
+                    out.join("catalog.parquet").display()
+                );
+                println!("{}", summary.catalog);
+            }
+            Ok(())
+        }
+        ZooCmd::Ls { dir, json } => {
+            let rows = zoo::export::read_catalog(&dir).map_err(lift)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            let mut last: std::collections::BTreeMap<
+                String,
+                &serde_json::Map<String, serde_json::Value>,
+            > = Default::default();
+            let mut order = Vec::new();
+            for r in &rows {
+                let id = r["model_id"].as_str().unwrap_or("").to_string();
+                if !last.contains_key(&id) {
+                    order.push(id.clone());
+                }
+                last.insert(id, r);
+            }
+            println!(
+                "{:<16} {:<16} {:>5} {:>6} {:>9} {:>9} {:>8}  file",
+                "model_id", "parent_id", "epoch", "arch", "train_acc", "test_acc", "params"
+            );
+            let f = |v: &serde_json::Value| v.as_f64().map_or("nan".into(), |x| format!("{x:.4}"));
+            for id in &order {
+                let r = last[id];
+                println!(
+                    "{:<16} {:<16} {:>5} {:>6} {:>9} {:>9} {:>8}  {}",
+                    id,
+                    r["parent_id"].as_str().unwrap_or("-"),
+                    r["epoch"],
+                    r["arch"].as_str().unwrap_or(""),
+                    f(&r["train_accuracy"]),
+                    f(&r["test_accuracy"]),
+                    r["num_params"],
+                    r["file"].as_str().unwrap_or("")
+                );
+            }
+            println!("{}", zoo::summary(&rows));
+            Ok(())
+        }
+        ZooCmd::Eval { dir, json } => {
+            let res = zoo::export::eval_zoo(&dir).map_err(lift)?;
+            let bad = res.iter().filter(|r| !r.matches).count();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&res)?);
+            } else {
+                println!(
+                    "{:<16} {:>5} {:>10} {:>10} {:>9}",
+                    "model_id", "epoch", "test_loss", "test_acc", "catalog"
+                );
+                for r in &res {
+                    println!(
+                        "{:<16} {:>5} {:>10.4} {:>10.4} {:>9}",
+                        r.model_id,
+                        r.epoch,
+                        r.test_loss,
+                        r.test_accuracy,
+                        if r.matches { "ok" } else { "MISMATCH" }
+                    );
+                }
+                println!(
+                    "{} states re-evaluated, {} differ from the catalog",
+                    res.len(),
+                    bad
+                );
+            }
+            if bad > 0 {
+                anyhow::bail!("{bad} model states differ from the catalog");
+            }
+            Ok(())
+        }
+        ZooCmd::Export { dir, npz } => {
+            let s = zoo::export::export_npz(&dir, &npz).map_err(lift)?;
+            println!(
+                "wrote {}: weights [{}, {}] and {} catalog columns",
+                npz.display(),
+                s.states,
+                s.max_params,
+                s.columns.len()
+            );
+            Ok(())
+        }
+    }
+}
