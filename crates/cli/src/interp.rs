@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
-use weightspace_spec::ModelSpec;
 use weightspace_symmetry::lmc::{Evaluator, LmcPath, interpolate};
-use weightspace_symmetry::{MatchOptions, align};
+use weightspace_symmetry::{MatchOptions, Weights, align, apply};
+use weightspace_zoo::{Dataset, Net, State};
 
 use crate::exit::bad_input;
 use crate::spec::{load, sym_err};
@@ -28,7 +28,8 @@ pub struct Args {
     pub a: PathBuf,
     /// Second model.
     pub b: PathBuf,
-    /// Dataset to score on (default: the bundled digits, test split).
+    /// Dataset to score on: `digits` (the bundled digits, test split; the default). Models
+    /// must be zoo checkpoints (their architecture is in the metadata).
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
     /// Points on the path, endpoints included.
@@ -37,7 +38,8 @@ pub struct Args {
     /// Also align B to A and report the barrier after alignment.
     #[arg(long, value_enum)]
     pub align: Option<AlignMethod>,
-    /// REPAIR: re-estimate BatchNorm statistics (or rescale activations) at every point.
+    /// REPAIR: re-estimate BatchNorm statistics (or rescale activations) at every point
+    /// (not wired to the zoo runtime yet: accepted, no effect).
     #[arg(long)]
     pub repair: bool,
     /// Seed of the alignment.
@@ -58,14 +60,71 @@ struct Report {
     aligned: Option<LmcPath>,
 }
 
+/// Copies `w`'s tensors into a zoo [`State`] for `net` (names and shapes must match).
+pub fn zoo_state(net: &Net, w: &Weights) -> weightspace_symmetry::Result<State> {
+    let mut st = net.zero_state();
+    let get = |name: &str, shape: &[usize]| -> weightspace_symmetry::Result<Vec<f32>> {
+        let t = w.float(name)?;
+        if t.shape != shape {
+            return Err(weightspace_symmetry::Error::Tensor {
+                tensor: name.into(),
+                msg: format!("shape {:?}, the zoo architecture needs {shape:?}", t.shape),
+            });
+        }
+        Ok(t.data.clone())
+    };
+    for p in net.params() {
+        let v = get(&p.name, &p.shape)?;
+        st.params[p.offset..p.offset + p.numel()].copy_from_slice(&v);
+    }
+    for b in net.buffers() {
+        let v = get(&b.name, &b.shape)?;
+        st.buffers[b.offset..b.offset + b.numel()].copy_from_slice(&v);
+    }
+    Ok(st)
+}
+
+/// A zoo network scored on a dataset: the [`Evaluator`] of `interp`.
+pub struct ZooEval {
+    /// The network (architecture from the checkpoint's `weightspace.zoo.arch` metadata).
+    pub net: Net,
+    /// Scored on this data.
+    pub data: Dataset,
+}
+
+impl Evaluator for ZooEval {
+    fn loss_acc(&self, w: &Weights) -> weightspace_symmetry::Result<(f64, f64)> {
+        let st = zoo_state(&self.net, w)?;
+        let m = self.net.evaluate(&st, &self.data);
+        Ok((m.loss, m.accuracy))
+    }
+}
+
+/// The bundled digits (train, test), or an error for other `--data` values.
+pub fn digits_split(data: Option<&std::path::Path>) -> anyhow::Result<weightspace_zoo::Split> {
+    if let Some(d) = data
+        && d.as_os_str() != "digits"
+    {
+        return Err(bad_input(format!(
+            "--data {}: only the bundled digits (`--data digits`, the default) are wired so far",
+            d.display()
+        )));
+    }
+    Ok(weightspace_zoo::data::digits()?)
+}
+
 /// The evaluator for the models and data: the zoo's small-net runtime.
-fn evaluator(
-    _spec: &ModelSpec,
-    _data: Option<&std::path::Path>,
-) -> anyhow::Result<Box<dyn Evaluator>> {
-    Err(bad_input(
-        "interp needs the zoo runtime to compute losses and accuracies, which this build does not include yet",
-    ))
+fn evaluator(path: &std::path::Path, data: Option<&std::path::Path>) -> anyhow::Result<ZooEval> {
+    let (net, _) = weightspace_zoo::load_model(path).map_err(|e| {
+        bad_input(format!(
+            "{}: interp scores zoo checkpoints (architecture in the `weightspace.zoo.arch` metadata): {e}",
+            path.display()
+        ))
+    })?;
+    Ok(ZooEval {
+        net,
+        data: digits_split(data)?.test,
+    })
 }
 
 fn print_path(title: &str, p: &LmcPath) {
@@ -99,14 +158,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let (wa, spec, _) = load(&a.a, a.spec.as_deref())?;
     let (wb, _, _) = load(&a.b, a.spec.as_deref())?;
     wa.check_compatible(&wb).map_err(sym_err)?;
-    let eval = evaluator(&spec, a.data.as_deref())?;
-    let naive = interpolate(eval.as_ref(), &wa, &wb, a.steps, a.repair).map_err(sym_err)?;
+    let eval = evaluator(&a.a, a.data.as_deref())?;
+    let naive = interpolate(&eval, &wa, &wb, a.steps, a.repair).map_err(sym_err)?;
     let aligned = match a.align {
         None => None,
         Some(AlignMethod::Activation) => {
-            return Err(bad_input(
-                "--align activation needs the zoo runtime; use --align weight",
-            ));
+            let t =
+                crate::align::activation_transform(&spec, &a.a, &a.b, &wa, &wb, a.data.as_deref())?;
+            let mut b2 = wb.clone();
+            apply(&spec, &mut b2, &t).map_err(sym_err)?;
+            Some(interpolate(&eval, &wa, &b2, a.steps, a.repair).map_err(sym_err)?)
         }
         Some(AlignMethod::Weight) => {
             let opts = MatchOptions {
@@ -114,7 +175,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 ..MatchOptions::default()
             };
             let (b2, _) = align(&spec, &wa, &wb, &opts).map_err(sym_err)?;
-            Some(interpolate(eval.as_ref(), &wa, &b2, a.steps, a.repair).map_err(sym_err)?)
+            Some(interpolate(&eval, &wa, &b2, a.steps, a.repair).map_err(sym_err)?)
         }
     };
     let rep = Report { naive, aligned };
@@ -123,7 +184,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     print_path("naive interpolation", &rep.naive);
     if let Some(p) = &rep.aligned {
-        print_path("after weight matching", p);
+        print_path(
+            match a.align {
+                Some(AlignMethod::Activation) => "after activation matching",
+                _ => "after weight matching",
+            },
+            p,
+        );
     }
     Ok(())
 }
