@@ -38,8 +38,8 @@ pub struct Args {
     /// Also align B to A and report the barrier after alignment.
     #[arg(long, value_enum)]
     pub align: Option<AlignMethod>,
-    /// REPAIR: re-estimate BatchNorm statistics (or rescale activations) at every point
-    /// (not wired to the zoo runtime yet: accepted, no effect).
+    /// REPAIR baseline: re-estimate BatchNorm running statistics on the training data at
+    /// every interior point (no effect on networks without BatchNorm).
     #[arg(long)]
     pub repair: bool,
     /// Seed of the alignment.
@@ -90,6 +90,8 @@ pub struct ZooEval {
     pub net: Net,
     /// Scored on this data.
     pub data: Dataset,
+    /// REPAIR re-estimates BatchNorm statistics on this data.
+    pub train: Dataset,
 }
 
 impl Evaluator for ZooEval {
@@ -97,6 +99,34 @@ impl Evaluator for ZooEval {
         let st = zoo_state(&self.net, w)?;
         let m = self.net.evaluate(&st, &self.data);
         Ok((m.loss, m.accuracy))
+    }
+
+    /// BatchNorm reset (the REPAIR baseline): running statistics re-estimated from 40
+    /// training-mode batches of 256 training samples (momentum 0.1, so the old statistics
+    /// weigh 0.9^40 ≈ 1.5 %). Networks without BatchNorm are returned unchanged.
+    fn repair(&self, w: &Weights, _a: &Weights, _b: &Weights, _l: f64) -> Option<Weights> {
+        if self.net.buffers().is_empty() || self.train.is_empty() {
+            return None;
+        }
+        let mut st = zoo_state(&self.net, w).ok()?;
+        let batch = 256.min(self.train.len());
+        let dim = self.train.dim();
+        let mut ws = self.net.workspace(batch);
+        let mut rng = weightspace_zoo::rng::Rng::new(0);
+        for k in 0..40 {
+            let start = (k * batch) % (self.train.len() - batch + 1);
+            let x = &self.train.x[start * dim..(start + batch) * dim];
+            self.net.forward(&st, &mut ws, x, batch, true, &mut rng);
+            self.net.update_running_stats(&mut st, &ws);
+        }
+        let mut out = w.clone();
+        for b in self.net.buffers() {
+            if let Some(t) = out.get_mut(&b.name) {
+                t.data
+                    .copy_from_slice(&st.buffers[b.offset..b.offset + b.numel()]);
+            }
+        }
+        Some(out)
     }
 }
 
@@ -121,9 +151,11 @@ fn evaluator(path: &std::path::Path, data: Option<&std::path::Path>) -> anyhow::
             path.display()
         ))
     })?;
+    let split = digits_split(data)?;
     Ok(ZooEval {
         net,
-        data: digits_split(data)?.test,
+        data: split.test,
+        train: split.train,
     })
 }
 
