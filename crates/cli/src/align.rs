@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::Serialize;
-use weightspace_symmetry::{MatchOptions, align};
+use weightspace_spec::ModelSpec;
+use weightspace_symmetry::{MatchOptions, MatchResult, Weights, activation_matching, align, apply};
 
 use crate::exit::bad_input;
 use crate::spec::{load, sym_err, write_output};
@@ -35,7 +36,8 @@ pub struct Args {
     /// Alignment method.
     #[arg(long, value_enum, default_value_t = Method::Weight)]
     pub method: Method,
-    /// Dataset for activation matching (default: the bundled digits).
+    /// Dataset for activation matching: `digits` (the bundled digits, first 1,000 training
+    /// images; the default). Activation matching needs zoo checkpoints.
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
     /// Seed of the random group order.
@@ -67,12 +69,6 @@ struct Report {
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    if a.method == Method::Activation {
-        return Err(bad_input(
-            "--method activation needs the zoo runtime, which this build does not include yet; use --method weight",
-        ));
-    }
-    let _ = &a.data;
     let (r, spec, _) = load(&a.reference, a.spec.as_deref())?;
     let (o, _, ck) = load(&a.other, a.spec.as_deref())?;
     r.check_compatible(&o).map_err(sym_err)?;
@@ -82,7 +78,20 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         max_iter: a.max_iter,
         init: None,
     };
-    let (aligned, res) = align(&spec, &r, &o, &opts).map_err(sym_err)?;
+    let (aligned, res) = if a.method == Method::Activation {
+        let t = activation_transform(&spec, &a.reference, &a.other, &r, &o, a.data.as_deref())?;
+        let mut aligned = o.clone();
+        apply(&spec, &mut aligned, &t).map_err(sym_err)?;
+        let res = MatchResult {
+            transform: t,
+            sweeps: 0,
+            similarity_before: 0.0,
+            similarity_after: 0.0,
+        };
+        (aligned, res)
+    } else {
+        align(&spec, &r, &o, &opts).map_err(sym_err)?
+    };
     let seconds = start.elapsed().as_secs_f64();
     let file = write_output(
         &aligned,
@@ -93,7 +102,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     )?;
     let rep = Report {
         output: file,
-        method: "weight",
+        method: match a.method {
+            Method::Weight => "weight",
+            Method::Activation => "activation",
+        },
         groups: spec.groups.len(),
         sweeps: res.sweeps,
         similarity_before: res.similarity_before,
@@ -104,6 +116,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     if a.json {
         return crate::fmt::print_json(&rep);
+    }
+    if a.method == Method::Activation {
+        println!(
+            "aligned {} groups by activation matching ({:.3} s): L2 distance to REF {:.4} -> {:.4}",
+            rep.groups, rep.seconds, rep.l2_before, rep.l2_after
+        );
+        println!("wrote {}", rep.output.display());
+        return Ok(());
     }
     println!(
         "aligned {} groups in {} sweeps ({:.3} s): L2 distance to REF {:.4} -> {:.4}, <REF, OTHER> {:.4} -> {:.4}",
@@ -117,4 +137,43 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     );
     println!("wrote {}", rep.output.display());
     Ok(())
+}
+
+/// Activation matching of two zoo checkpoints: hidden activations of both on the same 1,000
+/// training images, activation `i` matched as chain group `hidden.i`.
+pub fn activation_transform(
+    spec: &ModelSpec,
+    ref_path: &std::path::Path,
+    other_path: &std::path::Path,
+    r: &Weights,
+    o: &Weights,
+    data: Option<&std::path::Path>,
+) -> anyhow::Result<weightspace_symmetry::Transform> {
+    let not_zoo = |p: &std::path::Path, e: weightspace_zoo::Error| {
+        bad_input(format!(
+            "{}: activation matching runs zoo checkpoints (architecture in the `weightspace.zoo.arch` metadata): {e}",
+            p.display()
+        ))
+    };
+    let (net, _) = weightspace_zoo::load_model(ref_path).map_err(|e| not_zoo(ref_path, e))?;
+    weightspace_zoo::load_model(other_path).map_err(|e| not_zoo(other_path, e))?;
+    let split = crate::interp::digits_split(data)?;
+    let n = split.train.len().min(1000);
+    let x = &split.train.x[..n * split.train.dim()];
+    let sr = crate::interp::zoo_state(&net, r).map_err(sym_err)?;
+    let so = crate::interp::zoo_state(&net, o).map_err(sym_err)?;
+    let (ar, ao) = (
+        net.hidden_activations(&sr, x, n),
+        net.hidden_activations(&so, x, n),
+    );
+    if ar.len() != spec.groups.len() {
+        return Err(bad_input(format!(
+            "{} hidden activations but {} symmetry groups: activation matching needs a plain zoo MLP/CNN chain",
+            ar.len(),
+            spec.groups.len()
+        )));
+    }
+    let acts: Vec<Option<(Vec<f32>, Vec<f32>)>> =
+        ar.into_iter().zip(ao).map(|(a, b)| Some((a, b))).collect();
+    activation_matching(spec, &acts).map_err(sym_err)
 }

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use weightspace_symmetry::lmc::{Evaluator, LmcPath, interpolate};
-use weightspace_symmetry::{Error as SymError, MatchOptions, Weights, align};
+use weightspace_symmetry::{MatchOptions, Weights, align, apply};
+use weightspace_zoo::{Dataset, Net, State};
 
 use crate::exit::bad_input;
 use crate::spec::{load, sym_err};
@@ -27,7 +28,8 @@ pub struct Args {
     pub a: PathBuf,
     /// Second model.
     pub b: PathBuf,
-    /// Dataset to score on (default: the bundled digits, test split).
+    /// Dataset to score on: `digits` (the bundled digits, test split; the default). Models
+    /// must be zoo checkpoints (their architecture is in the metadata).
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
     /// Points on the path, endpoints included.
@@ -36,7 +38,8 @@ pub struct Args {
     /// Also align B to A and report the barrier after alignment.
     #[arg(long, value_enum)]
     pub align: Option<AlignMethod>,
-    /// REPAIR: re-estimate BatchNorm statistics (or rescale activations) at every point.
+    /// REPAIR baseline: re-estimate BatchNorm running statistics on the training data at
+    /// every interior point (no effect on networks without BatchNorm).
     #[arg(long)]
     pub repair: bool,
     /// Seed of the alignment.
@@ -57,90 +60,103 @@ struct Report {
     aligned: Option<LmcPath>,
 }
 
-/// Loss and accuracy of zoo-architecture weights on a test set, through the zoo's small-net
-/// runtime (the architecture comes from the checkpoint's zoo metadata).
-struct ZooEval {
-    net: weightspace_zoo::Net,
-    data: weightspace_zoo::Dataset,
+/// Copies `w`'s tensors into a zoo [`State`] for `net` (names and shapes must match).
+pub fn zoo_state(net: &Net, w: &Weights) -> weightspace_symmetry::Result<State> {
+    let mut st = net.zero_state();
+    let get = |name: &str, shape: &[usize]| -> weightspace_symmetry::Result<Vec<f32>> {
+        let t = w.float(name)?;
+        if t.shape != shape {
+            return Err(weightspace_symmetry::Error::Tensor {
+                tensor: name.into(),
+                msg: format!("shape {:?}, the zoo architecture needs {shape:?}", t.shape),
+            });
+        }
+        Ok(t.data.clone())
+    };
+    for p in net.params() {
+        let v = get(&p.name, &p.shape)?;
+        st.params[p.offset..p.offset + p.numel()].copy_from_slice(&v);
+    }
+    for b in net.buffers() {
+        let v = get(&b.name, &b.shape)?;
+        st.buffers[b.offset..b.offset + b.numel()].copy_from_slice(&v);
+    }
+    Ok(st)
 }
 
-impl ZooEval {
-    /// Copies `w`'s tensors into a runtime state for the network.
-    fn state(&self, w: &Weights) -> weightspace_symmetry::Result<weightspace_zoo::State> {
-        let mut st = self.net.zero_state();
-        let specs = self.net.params().iter().map(|p| (p, true));
-        let specs = specs.chain(self.net.buffers().iter().map(|b| (b, false)));
-        for (p, is_param) in specs {
-            let t = w.get(&p.name).ok_or_else(|| SymError::Tensor {
-                tensor: p.name.clone(),
-                msg: "missing (the network needs it)".into(),
-            })?;
-            if t.shape != p.shape || t.data.len() != p.numel() {
-                return Err(SymError::Tensor {
-                    tensor: p.name.clone(),
-                    msg: format!("shape {:?}, the network needs {:?}", t.shape, p.shape),
-                });
-            }
-            let dst = if is_param {
-                &mut st.params
-            } else {
-                &mut st.buffers
-            };
-            dst[p.offset..p.offset + p.numel()].copy_from_slice(&t.data);
-        }
-        Ok(st)
-    }
+/// A zoo network scored on a dataset: the [`Evaluator`] of `interp`.
+pub struct ZooEval {
+    /// The network (architecture from the checkpoint's `weightspace.zoo.arch` metadata).
+    pub net: Net,
+    /// Scored on this data.
+    pub data: Dataset,
+    /// REPAIR re-estimates BatchNorm statistics on this data.
+    pub train: Dataset,
 }
 
 impl Evaluator for ZooEval {
     fn loss_acc(&self, w: &Weights) -> weightspace_symmetry::Result<(f64, f64)> {
-        let m = self.net.evaluate(&self.state(w)?, &self.data);
+        let st = zoo_state(&self.net, w)?;
+        let m = self.net.evaluate(&st, &self.data);
         Ok((m.loss, m.accuracy))
+    }
+
+    /// BatchNorm reset (the REPAIR baseline): running statistics re-estimated from 40
+    /// training-mode batches of 256 training samples (momentum 0.1, so the old statistics
+    /// weigh 0.9^40 ≈ 1.5 %). Networks without BatchNorm are returned unchanged.
+    fn repair(&self, w: &Weights, _a: &Weights, _b: &Weights, _l: f64) -> Option<Weights> {
+        if self.net.buffers().is_empty() || self.train.is_empty() {
+            return None;
+        }
+        let mut st = zoo_state(&self.net, w).ok()?;
+        let batch = 256.min(self.train.len());
+        let dim = self.train.dim();
+        let mut ws = self.net.workspace(batch);
+        let mut rng = weightspace_zoo::rng::Rng::new(0);
+        for k in 0..40 {
+            let start = (k * batch) % (self.train.len() - batch + 1);
+            let x = &self.train.x[start * dim..(start + batch) * dim];
+            self.net.forward(&st, &mut ws, x, batch, true, &mut rng);
+            self.net.update_running_stats(&mut st, &ws);
+        }
+        let mut out = w.clone();
+        for b in self.net.buffers() {
+            if let Some(t) = out.get_mut(&b.name) {
+                t.data
+                    .copy_from_slice(&st.buffers[b.offset..b.offset + b.numel()]);
+            }
+        }
+        Some(out)
     }
 }
 
-/// The evaluator for the models and data: the zoo's small-net runtime, on the test split of the
-/// bundled digits, or of MNIST/Fashion-MNIST IDX files or CIFAR-10 binary batches in `data`.
-fn evaluator(
-    model: &std::path::Path,
-    other: &std::path::Path,
-    data: Option<&std::path::Path>,
-) -> anyhow::Result<Box<dyn Evaluator>> {
-    // Both ends must be the same architecture (activation included), or the path means nothing.
-    let arch = |p: &std::path::Path| -> anyhow::Result<Option<serde_json::Value>> {
-        let ck = weightspace_io::Checkpoint::open(p)?;
-        Ok(ck.metadata().get("weightspace.zoo.arch").cloned())
-    };
-    if arch(model)? != arch(other)? {
+/// The bundled digits (train, test), or an error for other `--data` values.
+pub fn digits_split(data: Option<&std::path::Path>) -> anyhow::Result<weightspace_zoo::Split> {
+    if let Some(d) = data
+        && d.as_os_str() != "digits"
+    {
         return Err(bad_input(format!(
-            "{} and {} are different architectures (their `weightspace.zoo.arch` metadata differ)",
-            model.display(),
-            other.display()
+            "--data {}: only the bundled digits (`--data digits`, the default) are wired so far",
+            d.display()
         )));
     }
-    let lift = |e: weightspace_zoo::Error| {
-        if e.is_bad_input() {
-            bad_input(e.to_string())
-        } else {
-            anyhow::Error::new(e)
-        }
-    };
-    let (net, _) = weightspace_zoo::load_model(model).map_err(|e| {
+    Ok(weightspace_zoo::data::digits()?)
+}
+
+/// The evaluator for the models and data: the zoo's small-net runtime.
+fn evaluator(path: &std::path::Path, data: Option<&std::path::Path>) -> anyhow::Result<ZooEval> {
+    let (net, _) = weightspace_zoo::load_model(path).map_err(|e| {
         bad_input(format!(
-            "{e} (interp evaluates networks made by `weightspace zoo`, whose checkpoints record their architecture)"
+            "{}: interp scores zoo checkpoints (architecture in the `weightspace.zoo.arch` metadata): {e}",
+            path.display()
         ))
     })?;
-    let split = match data {
-        None => weightspace_zoo::data::digits().map_err(lift)?,
-        Some(dir) if dir.join("test_batch.bin").exists() => {
-            weightspace_zoo::data::read_cifar10_dir(dir).map_err(lift)?
-        }
-        Some(dir) => weightspace_zoo::data::read_idx_dir(dir).map_err(lift)?,
-    };
-    Ok(Box::new(ZooEval {
+    let split = digits_split(data)?;
+    Ok(ZooEval {
         net,
         data: split.test,
-    }))
+        train: split.train,
+    })
 }
 
 fn print_path(title: &str, p: &LmcPath) {
@@ -174,14 +190,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let (wa, spec, _) = load(&a.a, a.spec.as_deref())?;
     let (wb, _, _) = load(&a.b, a.spec.as_deref())?;
     wa.check_compatible(&wb).map_err(sym_err)?;
-    let eval = evaluator(&a.a, &a.b, a.data.as_deref())?;
-    let naive = interpolate(eval.as_ref(), &wa, &wb, a.steps, a.repair).map_err(sym_err)?;
+    let eval = evaluator(&a.a, a.data.as_deref())?;
+    let naive = interpolate(&eval, &wa, &wb, a.steps, a.repair).map_err(sym_err)?;
     let aligned = match a.align {
         None => None,
         Some(AlignMethod::Activation) => {
-            return Err(bad_input(
-                "--align activation needs the zoo runtime; use --align weight",
-            ));
+            let t =
+                crate::align::activation_transform(&spec, &a.a, &a.b, &wa, &wb, a.data.as_deref())?;
+            let mut b2 = wb.clone();
+            apply(&spec, &mut b2, &t).map_err(sym_err)?;
+            Some(interpolate(&eval, &wa, &b2, a.steps, a.repair).map_err(sym_err)?)
         }
         Some(AlignMethod::Weight) => {
             let opts = MatchOptions {
@@ -189,7 +207,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 ..MatchOptions::default()
             };
             let (b2, _) = align(&spec, &wa, &wb, &opts).map_err(sym_err)?;
-            Some(interpolate(eval.as_ref(), &wa, &b2, a.steps, a.repair).map_err(sym_err)?)
+            Some(interpolate(&eval, &wa, &b2, a.steps, a.repair).map_err(sym_err)?)
         }
     };
     let rep = Report { naive, aligned };
@@ -198,7 +216,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     print_path("naive interpolation", &rep.naive);
     if let Some(p) = &rep.aligned {
-        print_path("after weight matching", p);
+        print_path(
+            match a.align {
+                Some(AlignMethod::Activation) => "after activation matching",
+                _ => "after weight matching",
+            },
+            p,
+        );
     }
     Ok(())
 }

@@ -166,3 +166,63 @@ fn bad_inputs_exit_2() {
     assert_eq!(rc, 2, "{err}");
     assert!(!Path::new(&p("x.safetensors")).exists());
 }
+
+#[test]
+fn interp_and_activation_matching_on_a_zoo_pair() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n).to_str().unwrap().to_string();
+    std::fs::write(
+        p("pair.toml"),
+        "name = \"pair\"\nseed = 0\n[defaults]\ndataset = \"digits\"\nepochs = 2\ncheckpoints = [2]\nbatch_size = 32\noptimizer = \"adam\"\n[[models]]\nname = \"mlp\"\narch = \"mlp\"\nhidden = [16]\nactivation = \"relu\"\nlr = 0.01\nseed = [1, 2]\n",
+    )
+    .unwrap();
+    let (rc, _, err) = ws(&["zoo", "train", &p("pair.toml"), "-o", &p("z"), "-q"]);
+    assert_eq!(rc, 0, "{err}");
+    let a = p("z/models/mlp-0000/epoch_2.safetensors");
+    let b = p("z/models/mlp-0001/epoch_2.safetensors");
+    let (rc, out, err) = ws(&[
+        "interp", &a, &b, "--steps", "5", "--align", "weight", "--json",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["naive"]["points"].as_array().unwrap().len(), 5);
+    assert!(v["aligned"]["loss_barrier"].as_f64().unwrap().is_finite());
+    // A permuted copy is in the same basin once aligned: barrier ~0.
+    assert_eq!(
+        ws(&["permute", &a, &p("p.safetensors"), "--seed", "3", "--scale"]).0,
+        0
+    );
+    let (rc, out, err) = ws(&[
+        "interp",
+        &a,
+        &p("p.safetensors"),
+        "--steps",
+        "3",
+        "--align",
+        "activation",
+        "--json",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["aligned"]["loss_barrier"].as_f64().unwrap().abs() < 1e-3,
+        "{out}"
+    );
+    assert!(v["naive"]["loss_barrier"].as_f64().unwrap() > 1e-3, "{out}");
+    let (rc, _, err) = ws(&[
+        "align",
+        &a,
+        &b,
+        "-o",
+        &p("x.safetensors"),
+        "--method",
+        "activation",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    // Non-zoo checkpoints: bad input.
+    write_mlp(Path::new(&p("m.safetensors")), 1);
+    assert_eq!(
+        ws(&["interp", &p("m.safetensors"), &p("m.safetensors")]).0,
+        2
+    );
+}

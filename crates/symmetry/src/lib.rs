@@ -22,6 +22,7 @@
 
 mod action;
 mod canon;
+mod lap;
 pub mod lmc;
 mod matching;
 pub mod merge;

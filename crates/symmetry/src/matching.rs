@@ -10,7 +10,9 @@
 //! records progress when the objective grew by more than 1e-12. It stops after a sweep without
 //! progress or `max_iter` sweeps. Costs are accumulated in `f64`.
 //!
-//! One shortcut, which never changes the result: a group whose cost matrix cannot have changed
+//! Each assignment starts warm from the group's previous duals and assignment (an exact solver,
+//! checked for optimality, falling back to `lsap`), so later sweeps cost a few augmentations
+//! instead of a full solve. One more shortcut, which never changes the result: a group whose cost matrix cannot have changed
 //! since its last assignment (no group sharing a tensor with it changed its permutation) is not
 //! recomputed — the reference would rebuild the same matrix and get the same assignment.
 
@@ -360,6 +362,7 @@ pub fn weight_matching(
     let mut version = vec![0u64; spec.groups.len()];
     let mut seen: Vec<Option<Vec<u64>>> = vec![None; spec.groups.len()];
     let mut skipped = 0usize;
+    let mut duals: Vec<Option<Vec<f64>>> = vec![None; spec.groups.len()];
     for _ in 0..opts.max_iter {
         sweeps += 1;
         let mut progress = false;
@@ -372,10 +375,34 @@ pub fn weight_matching(
                 continue;
             }
             let c = cost_with(spec, &users, reference, other, &perms, p, Some(&cache[p]))?;
-            let ci = solve_lap(n, &c, true).map_err(|e| Error::Group {
-                group: spec.groups[p].name.clone(),
-                msg: e.to_string(),
-            })?;
+            if c.iter().any(|x| !x.is_finite()) {
+                return Err(Error::Group {
+                    group: spec.groups[p].name.clone(),
+                    msg: "cost matrix is not finite (NaN/inf weights?)".into(),
+                });
+            }
+            // Warm start from this group's previous duals and assignment; scipy's algorithm
+            // (lsap) when the warm solver's optimality check fails.
+            let neg: Vec<f64> = c.iter().map(|x| -x).collect();
+            let warm = crate::lap::solve_min_warm(
+                n,
+                &neg,
+                duals[p].as_deref(),
+                Some(&perms.elements[p].perm),
+            );
+            let ci = match warm {
+                Some((a, v)) => {
+                    duals[p] = Some(v);
+                    a
+                }
+                None => {
+                    duals[p] = None;
+                    solve_lap(n, &c, true).map_err(|e| Error::Group {
+                        group: spec.groups[p].name.clone(),
+                        msg: e.to_string(),
+                    })?
+                }
+            };
             let old: f64 = (0..n).map(|u| c[u * n + perms.elements[p].perm[u]]).sum();
             let new: f64 = (0..n).map(|u| c[u * n + ci[u]]).sum();
             tracing::debug!(group = %spec.groups[p].name, old, new, "weight matching step");
