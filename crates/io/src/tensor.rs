@@ -261,7 +261,7 @@ impl Entry {
 
 /// Copies a strided view (strides in elements) into a contiguous row-major buffer. Bounds were
 /// checked by [`Entry::validate`].
-fn gather_strided(
+pub(crate) fn gather_strided(
     storage: &[u8],
     esize: usize,
     offset: usize,

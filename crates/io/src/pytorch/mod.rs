@@ -838,7 +838,7 @@ fn tensor_entry(
                     let mut out = if contiguous {
                         storage[offset * esize..(offset + numel) * esize].to_vec()
                     } else {
-                        gather(&storage, esize, offset, &shape, &strides)
+                        crate::tensor::gather_strided(&storage, esize, offset, &shape, &strides)
                     };
                     if big_endian && esize > 1 {
                         for c in out.chunks_exact_mut(esize) {
@@ -865,37 +865,6 @@ fn is_contiguous(shape: &[usize], strides: &[usize]) -> bool {
     true
 }
 
-/// Copies a strided view (strides in elements) into a contiguous row-major buffer; bounds were
-/// checked when the entry was made.
-fn gather(
-    storage: &[u8],
-    esize: usize,
-    offset: usize,
-    shape: &[usize],
-    strides: &[usize],
-) -> Vec<u8> {
-    let numel: usize = shape.iter().product();
-    let mut out = Vec::with_capacity(numel * esize);
-    let nd = shape.len();
-    let mut idx = vec![0usize; nd];
-    loop {
-        let lin = offset + idx.iter().zip(strides).map(|(i, s)| i * s).sum::<usize>();
-        out.extend_from_slice(&storage[lin * esize..(lin + 1) * esize]);
-        let mut d = nd;
-        loop {
-            if d == 0 {
-                return out;
-            }
-            d -= 1;
-            idx[d] += 1;
-            if idx[d] < shape[d] {
-                break;
-            }
-            idx[d] = 0;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -911,8 +880,14 @@ mod tests {
     #[test]
     fn gather_transposed() {
         let s = [0u8, 1, 2, 3, 4, 5];
-        assert_eq!(gather(&s, 1, 0, &[3, 2], &[1, 3]), vec![0, 3, 1, 4, 2, 5]);
-        assert_eq!(gather(&s, 2, 1, &[2], &[1]), vec![2, 3, 4, 5]);
+        assert_eq!(
+            crate::tensor::gather_strided(&s, 1, 0, &[3, 2], &[1, 3]),
+            vec![0, 3, 1, 4, 2, 5]
+        );
+        assert_eq!(
+            crate::tensor::gather_strided(&s, 2, 1, &[2], &[1]),
+            vec![2, 3, 4, 5]
+        );
     }
 
     #[test]
