@@ -3,13 +3,18 @@
 //! Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage.
 
 mod convert;
+mod dedupe;
 mod diff;
 mod exit;
 mod fmt;
 mod hash;
 mod inspect;
+mod lineage;
 mod progress;
 mod quickstart;
+mod report;
+mod similarity;
+mod spectral;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +47,16 @@ enum Command {
     Hash(hash::Args),
     /// Convert any readable checkpoint to safetensors.
     Convert(convert::Args),
+    /// WeightWatcher-style spectral metrics per layer.
+    Spectral(spectral::Args),
+    /// Cosine, relative L2 and changed share between models.
+    Similarity(similarity::Args),
+    /// Recover which model was derived from which.
+    Lineage(lineage::Args),
+    /// Exact and near duplicate models and tensors.
+    Dedupe(dedupe::Args),
+    /// A self-contained HTML report with plots.
+    Report(report::Args),
 }
 
 fn main() {
@@ -64,6 +79,11 @@ fn main() {
         Command::Diff(a) => diff::run(a),
         Command::Hash(a) => hash::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::Spectral(a) => spectral::run(a),
+        Command::Similarity(a) => similarity::run(a),
+        Command::Lineage(a) => lineage::run(a),
+        Command::Dedupe(a) => dedupe::run(a),
+        Command::Report(a) => report::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
