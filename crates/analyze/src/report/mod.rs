@@ -298,12 +298,24 @@ pub fn render(data: &ReportData, max_esd_plots: usize) -> String {
         &rows,
     );
     if let Some(s) = &data.similarity {
-        o.push_str("<h2 id=\"similarity\">Similarity</h2><p class=\"muted\">Cosine similarity over the tensors each pair shares.</p>");
+        // Colours span the off-diagonal range, so near-identical models still differ.
+        let lo = s
+            .cosine_matrix
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(1.0f64, f64::min);
+        let _ = write!(
+            o,
+            "<h2 id=\"similarity\">Similarity</h2><p class=\"muted\">Cosine similarity over the tensors each pair shares; colours from {} (white) to 1 (dark).</p>",
+            num(lo)
+        );
         o.push_str(&svg::heatmap(
             &s.models,
             &s.cosine_matrix,
             "cosine similarity",
-            &|v| (v + 1.0) / 2.0,
+            &|v| if lo < 1.0 { (v - lo) / (1.0 - lo) } else { 1.0 },
         ));
     }
     if let Some(l) = &data.lineage {
