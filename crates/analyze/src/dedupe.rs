@@ -317,19 +317,20 @@ pub fn dedupe(
         near_duplicate_models: near_models,
         near_duplicate_tensors,
         exact_bytes_saved,
-        near_bytes_saved: all_saved - exact_bytes_saved,
+        near_bytes_saved: all_saved.saturating_sub(exact_bytes_saved),
     })
 }
 
-/// Σ over clusters of (size − 1) × bytes of the cluster's first member.
+/// Σ over clusters of (cluster bytes − its largest member): what storing one copy (the largest,
+/// e.g. the f32 one of an f32/f16 pair) of each cluster would save. Merging clusters never lowers
+/// it.
 fn clustered_savings(parent: &mut [usize], bytes: &[u64]) -> u64 {
-    let mut seen: HashMap<usize, ()> = HashMap::new();
-    let mut saved = 0;
-    for i in 0..bytes.len() {
+    let mut sums: HashMap<usize, (u64, u64)> = HashMap::new();
+    for (i, &b) in bytes.iter().enumerate() {
         let r = find(parent, i);
-        if seen.insert(r, ()).is_some() {
-            saved += bytes[r];
-        }
+        let e = sums.entry(r).or_insert((0, 0));
+        e.0 += b;
+        e.1 = e.1.max(b);
     }
-    saved
+    sums.values().map(|(sum, max)| sum - max).sum()
 }

@@ -121,3 +121,43 @@ fn dedupe_finds_exact_and_near_duplicates() {
             .all(|m| m.b == "b_near.safetensors" && m.exact_tensors == 1 && m.near_tensors == 1)
     );
 }
+
+#[test]
+fn dedupe_near_duplicate_across_dtypes() {
+    // An f32 tensor and an f16-rounded copy: near duplicates of different sizes.
+    let dir = tempfile::tempdir().unwrap();
+    let w = ramp(1024, 0.01);
+    common::write_f32(
+        &dir.path().join("a.safetensors"),
+        &[("w".into(), vec![32, 32], w.clone())],
+    );
+    common::write_f32(
+        &dir.path().join("b.safetensors"),
+        &[("w".into(), vec![32, 32], w.clone())],
+    );
+    let infos = vec![weightspace_io::TensorInfo {
+        name: "w".into(),
+        dtype: weightspace_io::DType::F16,
+        shape: vec![32, 32],
+    }];
+    weightspace_io::write_safetensors(
+        &dir.path().join("c_f16.safetensors"),
+        &infos,
+        &Default::default(),
+        |_| {
+            Ok(std::borrow::Cow::Owned(
+                weightspace_io::encode_f32(&w, weightspace_io::DType::F16).unwrap(),
+            ))
+        },
+    )
+    .unwrap();
+    let paths = discover(&[dir.path().to_path_buf()]).unwrap();
+    let models: Vec<(String, Checkpoint)> = paths
+        .iter()
+        .map(|p| (p.display().to_string(), Checkpoint::open(p).unwrap()))
+        .collect();
+    let rep = dedupe(&models, &DedupeOptions::default(), &|| {}).unwrap();
+    assert_eq!(rep.exact_bytes_saved, 4096);
+    // Keeping the f32 copy, the f16 one (2 kB) is saved too.
+    assert_eq!(rep.near_bytes_saved, 2048);
+}
