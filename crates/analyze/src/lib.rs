@@ -11,10 +11,20 @@
 #![warn(missing_docs)]
 
 pub mod compare;
+pub mod dedupe;
+pub mod discover;
+pub mod error;
 pub mod hash;
+pub mod lineage;
+pub mod report;
+pub mod rng;
+pub mod similarity;
+pub mod spectral;
 pub mod stats;
 pub mod table;
 
 pub use compare::{TensorDiff, diff};
+pub use error::Error;
 pub use hash::{HashReport, hash_files};
+pub use spectral::{LayerSpectrum, SpectralOptions, SpectralReport, spectral};
 pub use stats::{TensorStats, checkpoint_stats, quantile_sorted, summarize};

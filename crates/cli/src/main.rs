@@ -5,18 +5,23 @@
 mod align;
 mod canon;
 mod convert;
+mod dedupe;
 mod diff;
 mod exit;
 mod fmt;
 mod hash;
 mod inspect;
 mod interp;
+mod lineage;
 mod merge;
 mod permute;
 mod progress;
 mod prune;
 mod quickstart;
+mod report;
+mod similarity;
 mod spec;
+mod spectral;
 mod stats;
 mod taskvec;
 mod zoo;
@@ -70,6 +75,16 @@ enum Command {
     Align(align::Args),
     /// Loss/accuracy along the linear path between two models, and the barrier.
     Interp(interp::Args),
+    /// WeightWatcher-style spectral metrics per layer.
+    Spectral(spectral::Args),
+    /// Cosine, relative L2 and changed share between models.
+    Similarity(similarity::Args),
+    /// Recover which model was derived from which.
+    Lineage(lineage::Args),
+    /// Exact and near duplicate models and tensors.
+    Dedupe(dedupe::Args),
+    /// A self-contained HTML report with plots.
+    Report(report::Args),
 }
 
 fn main() {
@@ -108,6 +123,11 @@ fn main() {
         Command::Canon(a) => canon::run(a),
         Command::Align(a) => align::run(a),
         Command::Interp(a) => interp::run(a),
+        Command::Spectral(a) => spectral::run(a),
+        Command::Similarity(a) => similarity::run(a),
+        Command::Lineage(a) => lineage::run(a),
+        Command::Dedupe(a) => dedupe::run(a),
+        Command::Report(a) => report::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

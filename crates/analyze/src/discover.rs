@@ -1,0 +1,69 @@
+//! Finding the models in the paths a user gives: files are taken as they are; a directory is one
+//! model when it holds a sharded-checkpoint index (`*.index.json`), otherwise it is searched
+//! (recursively, in sorted order) for files whose leading bytes look like a weights format.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use weightspace_io::{Error, sniff};
+
+fn is_index(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".index.json"))
+}
+
+fn looks_like_weights(p: &Path) -> bool {
+    let mut head = [0u8; 64];
+    let Ok(mut f) = std::fs::File::open(p) else {
+        return false;
+    };
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    sniff(&head[..n]).is_some()
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    if entries.iter().any(|p| p.is_file() && is_index(p)) {
+        out.push(dir.to_path_buf());
+        return Ok(());
+    }
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if p.is_file() && looks_like_weights(&p) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// The model paths named by `paths`: files as given, directories expanded (see the module doc).
+/// Missing paths are an error naming the path.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+    let mut out = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
+        if meta.is_dir() {
+            walk(p, &mut out)?;
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The label of a path as the user would write it (lossy UTF-8).
+pub fn label(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}

@@ -1,0 +1,265 @@
+//! Similarity of models, per tensor and overall, over the tensors they share (same name and
+//! shape): cosine similarity, relative L2 distance ‖a − b‖ / ‖a‖ (A, the first of a pair, is the
+//! reference) and the share of weights that changed beyond a tolerance (numpy's `isclose`
+//! rule: |a − b| > atol + rtol·|b|).
+//!
+//! Similarity *after alignment* (undoing permutation symmetries first) needs a `ModelSpec` from
+//! the spec crate and is not computed here.
+
+use rayon::prelude::*;
+use serde::Serialize;
+use weightspace_io::{Checkpoint, Error};
+
+/// Tolerances for "changed".
+#[derive(Debug, Clone, Copy)]
+pub struct SimilarityOptions {
+    /// Relative tolerance (numpy default 1e-5).
+    pub rtol: f64,
+    /// Absolute tolerance (numpy default 1e-8).
+    pub atol: f64,
+}
+
+impl Default for SimilarityOptions {
+    fn default() -> Self {
+        SimilarityOptions {
+            rtol: 1e-5,
+            atol: 1e-8,
+        }
+    }
+}
+
+/// Sums over one tensor pair, from which every metric follows (and which add up over tensors).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PairSums {
+    /// Σ a·b
+    pub ab: f64,
+    /// Σ a²
+    pub aa: f64,
+    /// Σ b²
+    pub bb: f64,
+    /// Σ (a − b)²
+    pub dd: f64,
+    /// Elements beyond the tolerance.
+    pub changed: u64,
+    /// Elements.
+    pub count: u64,
+}
+
+impl PairSums {
+    /// The sums over two equally long slices.
+    pub fn of(a: &[f32], b: &[f32], opts: &SimilarityOptions) -> PairSums {
+        let mut s = PairSums {
+            count: a.len() as u64,
+            ..Default::default()
+        };
+        for block in a.chunks(4096).zip(b.chunks(4096)) {
+            let (mut ab, mut aa, mut bb, mut dd) = (0f64, 0f64, 0f64, 0f64);
+            for (&x, &y) in block.0.iter().zip(block.1) {
+                let (x, y) = (x as f64, y as f64);
+                let d = x - y;
+                ab += x * y;
+                aa += x * x;
+                bb += y * y;
+                dd += d * d;
+                s.changed += (d.abs() > opts.atol + opts.rtol * y.abs()) as u64;
+            }
+            s.ab += ab;
+            s.aa += aa;
+            s.bb += bb;
+            s.dd += dd;
+        }
+        s
+    }
+
+    /// Adds another tensor's sums.
+    pub fn add(&mut self, o: &PairSums) {
+        self.ab += o.ab;
+        self.aa += o.aa;
+        self.bb += o.bb;
+        self.dd += o.dd;
+        self.changed += o.changed;
+        self.count += o.count;
+    }
+
+    /// Cosine similarity (NaN when a norm is zero).
+    pub fn cosine(&self) -> f64 {
+        if self.aa > 0.0 && self.bb > 0.0 {
+            self.ab / (self.aa.sqrt() * self.bb.sqrt())
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// ‖a − b‖ / ‖a‖ (NaN when ‖a‖ = 0).
+    pub fn rel_l2(&self) -> f64 {
+        if self.aa > 0.0 {
+            (self.dd / self.aa).sqrt()
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// Share of elements beyond the tolerance.
+    pub fn changed_share(&self) -> f64 {
+        if self.count == 0 {
+            f64::NAN
+        } else {
+            self.changed as f64 / self.count as f64
+        }
+    }
+}
+
+/// Similarity of one shared tensor.
+#[derive(Debug, Clone, Serialize)]
+pub struct TensorSimilarity {
+    /// Tensor name.
+    pub name: String,
+    /// Elements.
+    pub numel: u64,
+    /// Cosine similarity.
+    pub cosine: f64,
+    /// ‖a − b‖ / ‖a‖.
+    pub rel_l2: f64,
+    /// Share of elements that changed beyond the tolerance.
+    pub changed: f64,
+}
+
+/// Similarity of two models.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairSimilarity {
+    /// Model A (the reference) as given.
+    pub a: String,
+    /// Model B as given.
+    pub b: String,
+    /// Over all shared tensors together.
+    pub cosine: f64,
+    /// ‖a − b‖ / ‖a‖ over all shared tensors.
+    pub rel_l2: f64,
+    /// Share of shared elements that changed.
+    pub changed: f64,
+    /// Shared elements.
+    pub shared_numel: u64,
+    /// ‖a‖ over the shared tensors.
+    pub norm_a: f64,
+    /// ‖b‖ over the shared tensors.
+    pub norm_b: f64,
+    /// Tensors in A but not in B (or with another shape).
+    pub only_in_a: Vec<String>,
+    /// Tensors in B but not in A (or with another shape).
+    pub only_in_b: Vec<String>,
+    /// Per shared tensor, in A's order.
+    pub tensors: Vec<TensorSimilarity>,
+}
+
+/// Similarities of all pairs of a set of models.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimilarityReport {
+    /// Models as given.
+    pub models: Vec<String>,
+    /// Every pair (i < j), A = models\[i\].
+    pub pairs: Vec<PairSimilarity>,
+    /// Overall cosine, a symmetric matrix over `models` (1 on the diagonal).
+    pub cosine_matrix: Vec<Vec<f64>>,
+    /// Overall relative L2, row model as reference (0 on the diagonal).
+    pub rel_l2_matrix: Vec<Vec<f64>>,
+}
+
+/// Compares two checkpoints over their shared tensors, in parallel across tensors.
+pub fn compare_pair(
+    la: &str,
+    a: &Checkpoint,
+    lb: &str,
+    b: &Checkpoint,
+    opts: &SimilarityOptions,
+) -> Result<PairSimilarity, Error> {
+    let same = |n: &str, x: &Checkpoint, y: &Checkpoint| match (x.info(n), y.info(n)) {
+        (Some(p), Some(q)) => p.shape == q.shape,
+        _ => false,
+    };
+    let shared: Vec<&str> = a.names().filter(|n| same(n, a, b)).collect();
+    let only_in_a = a
+        .names()
+        .filter(|n| !same(n, a, b))
+        .map(String::from)
+        .collect();
+    let only_in_b = b
+        .names()
+        .filter(|n| !same(n, b, a))
+        .map(String::from)
+        .collect();
+    let sums: Vec<PairSums> = shared
+        .par_iter()
+        .map(|name| {
+            let ta = a.tensor(name)?;
+            let tb = b.tensor(name)?;
+            let va = ta
+                .f32s()
+                .map_err(|k| Error::new(a.path(), k).with_tensor(*name))?;
+            let vb = tb
+                .f32s()
+                .map_err(|k| Error::new(b.path(), k).with_tensor(*name))?;
+            Ok(PairSums::of(&va, &vb, opts))
+        })
+        .collect::<Result<_, Error>>()?;
+    let mut total = PairSums::default();
+    sums.iter().for_each(|s| total.add(s));
+    Ok(PairSimilarity {
+        a: la.to_string(),
+        b: lb.to_string(),
+        cosine: total.cosine(),
+        rel_l2: total.rel_l2(),
+        changed: total.changed_share(),
+        shared_numel: total.count,
+        norm_a: total.aa.sqrt(),
+        norm_b: total.bb.sqrt(),
+        only_in_a,
+        only_in_b,
+        tensors: shared
+            .iter()
+            .zip(&sums)
+            .map(|(n, s)| TensorSimilarity {
+                name: n.to_string(),
+                numel: s.count,
+                cosine: s.cosine(),
+                rel_l2: s.rel_l2(),
+                changed: s.changed_share(),
+            })
+            .collect(),
+    })
+}
+
+/// Compares every pair of models.
+pub fn similarity(
+    models: &[(String, Checkpoint)],
+    opts: &SimilarityOptions,
+    progress: &(dyn Fn() + Sync),
+) -> Result<SimilarityReport, Error> {
+    let k = models.len();
+    let mut cos = vec![vec![1.0; k]; k];
+    let mut rel = vec![vec![0.0; k]; k];
+    let mut pairs = Vec::with_capacity(k * k.saturating_sub(1) / 2);
+    for i in 0..k {
+        for j in i + 1..k {
+            let (la, a) = &models[i];
+            let (lb, b) = &models[j];
+            let p = compare_pair(la, a, lb, b, opts)?;
+            cos[i][j] = p.cosine;
+            cos[j][i] = p.cosine;
+            rel[i][j] = p.rel_l2;
+            // B as reference for the other direction: ‖a − b‖ / ‖b‖.
+            rel[j][i] = if p.norm_b > 0.0 {
+                p.rel_l2 * p.norm_a / p.norm_b
+            } else {
+                f64::NAN
+            };
+            pairs.push(p);
+            progress();
+        }
+    }
+    Ok(SimilarityReport {
+        models: models.iter().map(|(l, _)| l.clone()).collect(),
+        pairs,
+        cosine_matrix: cos,
+        rel_l2_matrix: rel,
+    })
+}

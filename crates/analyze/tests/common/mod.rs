@@ -1,0 +1,143 @@
+//! Helpers shared by the integration tests: writing small f32 checkpoints and simulating
+//! fine-tune trees of a tiny linear model trained with SGD.
+
+#![allow(dead_code, clippy::needless_range_loop)]
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use weightspace_analyze::rng::SplitMix64;
+use weightspace_io::{DType, TensorInfo, encode_f32, write_safetensors};
+
+/// Writes an f32 safetensors file from (name, shape, values).
+pub fn write_f32(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
+    let infos: Vec<TensorInfo> = tensors
+        .iter()
+        .map(|(n, s, _)| TensorInfo {
+            name: n.clone(),
+            dtype: DType::F32,
+            shape: s.clone(),
+        })
+        .collect();
+    write_safetensors(path, &infos, &BTreeMap::new(), |i| {
+        Ok(Cow::Owned(encode_f32(&tensors[i].2, DType::F32).unwrap()))
+    })
+    .unwrap();
+}
+
+/// Standard normal by Box–Muller.
+pub fn normal(g: &mut SplitMix64) -> f64 {
+    let u1 = g.uniform().max(1e-300);
+    let u2 = g.uniform();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+/// A linear model y = W x + b, W is `dout × din` row-major.
+#[derive(Clone)]
+pub struct Linear {
+    pub w: Vec<f64>,
+    pub b: Vec<f64>,
+    pub din: usize,
+    pub dout: usize,
+}
+
+impl Linear {
+    pub fn init(din: usize, dout: usize, g: &mut SplitMix64) -> Linear {
+        let s = 1.0 / (din as f64).sqrt();
+        Linear {
+            w: (0..din * dout).map(|_| normal(g) * s).collect(),
+            b: vec![0.0; dout],
+            din,
+            dout,
+        }
+    }
+
+    /// `steps` of minibatch SGD on the squared error against a linear teacher `a`
+    /// (`dout × din`), with Gaussian inputs and label noise.
+    pub fn train(&mut self, a: &[f64], steps: usize, lr: f64, batch: usize, g: &mut SplitMix64) {
+        let (din, dout) = (self.din, self.dout);
+        let mut gw = vec![0f64; din * dout];
+        let mut gb = vec![0f64; dout];
+        let mut x = vec![0f64; din];
+        for _ in 0..steps {
+            gw.iter_mut().for_each(|v| *v = 0.0);
+            gb.iter_mut().for_each(|v| *v = 0.0);
+            for _ in 0..batch {
+                x.iter_mut().for_each(|v| *v = normal(g));
+                for o in 0..dout {
+                    let row = o * din;
+                    let mut y = 0.1 * normal(g);
+                    let mut out = self.b[o];
+                    for i in 0..din {
+                        y += a[row + i] * x[i];
+                        out += self.w[row + i] * x[i];
+                    }
+                    let e = (out - y) / batch as f64;
+                    gb[o] += e;
+                    for i in 0..din {
+                        gw[row + i] += e * x[i];
+                    }
+                }
+            }
+            for (w, d) in self.w.iter_mut().zip(&gw) {
+                *w -= lr * d;
+            }
+            for (b, d) in self.b.iter_mut().zip(&gb) {
+                *b -= lr * d;
+            }
+        }
+    }
+
+    pub fn tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        vec![
+            (
+                "linear.weight".into(),
+                vec![self.dout, self.din],
+                self.w.iter().map(|&v| v as f32).collect(),
+            ),
+            (
+                "linear.bias".into(),
+                vec![self.dout],
+                self.b.iter().map(|&v| v as f32).collect(),
+            ),
+        ]
+    }
+}
+
+/// A simulated fine-tune tree: `parents[i]` is the true parent of model i (`None` for the root).
+pub struct Tree {
+    pub models: Vec<Linear>,
+    pub parents: Vec<Option<usize>>,
+}
+
+/// Simulates a tree of `n` models. The root is pre-trained from a random init on a random linear
+/// teacher; every other model picks a uniformly random earlier model as its parent, and is the
+/// parent's weights fine-tuned by SGD on the parent's task plus a few new, strong input-output
+/// relations (a sparse change of the teacher). Nothing about kurtosis is set by hand: it is what
+/// SGD makes of these tasks.
+pub fn fine_tune_tree(n: usize, seed: u64) -> Tree {
+    let (din, dout) = (64, 16);
+    let mut g = SplitMix64::new(seed);
+    let mut root = Linear::init(din, dout, &mut g);
+    let s = 1.0 / (din as f64).sqrt();
+    let task0: Vec<f64> = (0..din * dout).map(|_| normal(&mut g) * s).collect();
+    root.train(&task0, 300, 0.05, 32, &mut g);
+    let mut models = vec![root];
+    let mut tasks = vec![task0];
+    let mut parents = vec![None];
+    for i in 1..n {
+        let p = g.below(i);
+        let mut task = tasks[p].clone();
+        for _ in 0..3 {
+            let k = g.below(din * dout);
+            task[k] += normal(&mut g);
+        }
+        let mut m = models[p].clone();
+        m.train(&task, 30, 0.05, 32, &mut g);
+        models.push(m);
+        tasks.push(task);
+        parents.push(Some(p));
+    }
+    Tree { models, parents }
+}

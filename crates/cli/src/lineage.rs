@@ -1,0 +1,121 @@
+//! `weightspace lineage`: which model was derived from which (MoTHer-style tree recovery).
+//! Also holds the helpers the multi-model commands share (opening models, mapping errors).
+
+use std::path::PathBuf;
+
+use weightspace_analyze::discover::{discover, label};
+use weightspace_analyze::lineage::{self, LineageOptions};
+use weightspace_io::Checkpoint;
+
+use crate::{exit, fmt, progress};
+
+/// Recovers a directed forest of models: pairwise weight distances over shared tensors, edge
+/// direction from weight kurtosis (which grows with training), a minimum spanning arborescence
+/// (Chu–Liu/Edmonds) per group of related models. Edges carry a heuristic confidence.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model files, model directories, or directories to search for models.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Print JSON: {"nodes":[…],"edges":[{"parent","child","distance","confidence","direction"}],"roots":[…],"kurtosis":[…]}.
+    #[arg(long, conflicts_with_all = ["dot", "mermaid"])]
+    pub json: bool,
+    /// Print Graphviz DOT.
+    #[arg(long, conflicts_with = "mermaid")]
+    pub dot: bool,
+    /// Print a Mermaid flowchart.
+    #[arg(long)]
+    pub mermaid: bool,
+    /// Values sampled per tensor for distances (all of smaller tensors).
+    #[arg(long, default_value_t = 8192)]
+    pub sample: usize,
+    /// Relative distance above which models count as unrelated (separate trees).
+    #[arg(long, default_value_t = 0.7)]
+    pub split: f64,
+    /// Weight of a kurtosis-direction disagreement in the edge cost.
+    #[arg(long, default_value_t = 1.0)]
+    pub direction_weight: f64,
+    /// Seed for the sample positions.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Maps an analysis error: unreadable inputs keep their io error (exit code by kind), requests
+/// that cannot be answered are bad input (exit 2).
+pub fn analyze_err(e: weightspace_analyze::Error) -> anyhow::Error {
+    match e {
+        weightspace_analyze::Error::Io(io) => io.into(),
+        other => exit::bad_input(other.to_string()),
+    }
+}
+
+/// Opens the models named by `paths` (directories searched), labelled by their paths.
+pub fn open_models(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, Checkpoint)>> {
+    let found = discover(paths)?;
+    if found.is_empty() {
+        return Err(exit::bad_input("no model files found in the given paths"));
+    }
+    found
+        .iter()
+        .map(|p| Ok((label(p), Checkpoint::open(p)?)))
+        .collect()
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> anyhow::Result<()> {
+    if a.sample == 0 || a.split.is_nan() || a.split < 0.0 || a.direction_weight.is_nan() {
+        return Err(exit::bad_input(
+            "--sample must be positive and --split, --direction-weight numbers >= 0",
+        ));
+    }
+    let models = open_models(&a.paths)?;
+    let opts = LineageOptions {
+        sample: a.sample,
+        split: a.split,
+        direction_weight: a.direction_weight,
+        seed: a.seed,
+        ..Default::default()
+    };
+    let pb = progress::bar(models.len() as u64, "lineage");
+    let rep = lineage::lineage(&models, &opts, &|| pb.inc(1)).map_err(analyze_err)?;
+    pb.finish_and_clear();
+    if a.json {
+        return fmt::print_json(&rep);
+    }
+    if a.dot {
+        print!("{}", lineage::to_dot(&rep));
+        return Ok(());
+    }
+    if a.mermaid {
+        print!("{}", lineage::to_mermaid(&rep));
+        return Ok(());
+    }
+    print_tree(&rep);
+    Ok(())
+}
+
+/// An indented tree per root.
+fn print_tree(rep: &lineage::LineageReport) {
+    fn walk(rep: &lineage::LineageReport, node: &str, depth: usize) {
+        for e in rep.edges.iter().filter(|e| e.parent == node) {
+            println!(
+                "{}└─ {}  (distance {}, confidence {:.2})",
+                "   ".repeat(depth),
+                e.child,
+                fmt::num(Some(e.distance)),
+                e.confidence
+            );
+            walk(rep, &e.child, depth + 1);
+        }
+    }
+    for r in &rep.roots {
+        println!("{r}");
+        walk(rep, r, 0);
+    }
+    println!(
+        "{} models, {} trees, {} edges",
+        rep.nodes.len(),
+        rep.roots.len(),
+        rep.edges.len()
+    );
+}
