@@ -1,0 +1,530 @@
+//! Zoo data: catalog rows and checkpoints turned into samples (one per model state) with a
+//! target, a split by model id, and the layer layout the weight-space models need.
+//!
+//! All states of a zoo must share one architecture (the same tensor names and shapes); a
+//! zoo with several (e.g. an MLP group and a CNN group) is narrowed with a group filter.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use weightspace_io::Checkpoint;
+use weightspace_zoo::rng::Rng;
+
+use crate::error::{Error, Result};
+
+/// The shape of one dense or conv layer of an input network (the wsnets contract's
+/// `LayerShape`, kept here so that data handling does not depend on the model crate).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    /// Index of the weight tensor in [`Layout::tensors`].
+    pub weight: usize,
+    /// Index of the bias tensor.
+    pub bias: usize,
+    /// Output units (rows / output channels).
+    pub out: usize,
+    /// Input units (columns / input channels).
+    pub inp: usize,
+    /// Kernel elements (`kh·kw` for conv, 1 for dense).
+    pub kernel: usize,
+    /// BatchNorm after this layer: (weight, bias) tensor indices.
+    pub batchnorm: Option<(usize, usize)>,
+}
+
+/// The tensors of an architecture (names and shapes, `state_dict` order) and its chain of
+/// dense/conv layers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    /// (name, shape) of every parameter tensor.
+    pub tensors: Vec<(String, Vec<usize>)>,
+    /// The dense/conv layers in order.
+    pub layers: Vec<LayerInfo>,
+}
+
+impl Layout {
+    /// Derives the layer chain from PyTorch-style names and shapes: `X.weight` of rank 2
+    /// (dense, `[out, in]`) or 4 (conv, `[out, in, kh, kw]`) with `X.bias` of `[out]`; a rank-1
+    /// `X.weight`/`X.bias` pair right after a conv is its BatchNorm. Consecutive layers must
+    /// chain (`inp` = previous `out`; a dense after global average pooling sees the channels).
+    pub fn from_tensors(tensors: Vec<(String, Vec<usize>)>, path: &Path) -> Result<Layout> {
+        let mismatch = |msg: String| Error::Mismatch {
+            path: path.to_path_buf(),
+            msg,
+        };
+        let find = |name: &str| tensors.iter().position(|t| t.0 == name);
+        let mut layers: Vec<LayerInfo> = vec![];
+        for (i, (name, shape)) in tensors.iter().enumerate() {
+            let Some(prefix) = name.strip_suffix(".weight") else {
+                continue;
+            };
+            let bias_name = format!("{prefix}.bias");
+            let Some(bi) = find(&bias_name) else {
+                return Err(mismatch(format!(
+                    "tensor `{name}` has no `{bias_name}`: only layers with biases are supported"
+                )));
+            };
+            match shape.len() {
+                2 | 4 => {
+                    let out = shape[0];
+                    if tensors[bi].1 != [out] {
+                        return Err(mismatch(format!(
+                            "tensor `{bias_name}` has shape {:?}, expected [{out}]",
+                            tensors[bi].1
+                        )));
+                    }
+                    let kernel = if shape.len() == 4 {
+                        shape[2] * shape[3]
+                    } else {
+                        1
+                    };
+                    layers.push(LayerInfo {
+                        weight: i,
+                        bias: bi,
+                        out,
+                        inp: shape[1],
+                        kernel,
+                        batchnorm: None,
+                    });
+                }
+                1 => {
+                    let Some(last) = layers.last_mut() else {
+                        return Err(mismatch(format!("rank-1 tensor `{name}` before any layer")));
+                    };
+                    if shape[0] != last.out || last.kernel == 0 {
+                        return Err(mismatch(format!(
+                            "normalisation tensor `{name}` of shape {shape:?} does not follow a layer of {} units",
+                            last.out
+                        )));
+                    }
+                    last.batchnorm = Some((i, bi));
+                }
+                r => {
+                    return Err(mismatch(format!(
+                        "tensor `{name}` has rank {r}: only dense [out, in] and conv [out, in, kh, kw] layers are supported"
+                    )));
+                }
+            }
+        }
+        if layers.is_empty() {
+            return Err(mismatch("no dense or conv layers".into()));
+        }
+        for w in layers.windows(2) {
+            if w[1].inp != w[0].out {
+                return Err(mismatch(format!(
+                    "layer `{}` takes {} inputs but `{}` has {} outputs: not a chain of layers",
+                    tensors[w[1].weight].0, w[1].inp, tensors[w[0].weight].0, w[0].out
+                )));
+            }
+        }
+        Ok(Layout { tensors, layers })
+    }
+
+    /// Total number of parameters.
+    pub fn num_params(&self) -> usize {
+        self.tensors
+            .iter()
+            .map(|t| t.1.iter().product::<usize>())
+            .sum()
+    }
+}
+
+/// The parameter tensors of one network, in [`Layout::tensors`] order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetWeights {
+    /// Flat values per tensor.
+    pub tensors: Vec<Vec<f32>>,
+}
+
+impl NetWeights {
+    /// Reads the layout's tensors from any checkpoint `weightspace-io` opens; every tensor
+    /// must be present with its shape (extra tensors, such as BatchNorm running statistics,
+    /// are ignored).
+    pub fn from_checkpoint(ck: &Checkpoint, layout: &Layout) -> Result<NetWeights> {
+        let mut tensors = Vec::with_capacity(layout.tensors.len());
+        for (name, shape) in &layout.tensors {
+            let info = ck.info(name).ok_or_else(|| Error::Mismatch {
+                path: ck.path().to_path_buf(),
+                msg: format!("tensor `{name}` is missing (the learned model expects {shape:?})"),
+            })?;
+            if &info.shape != shape {
+                return Err(Error::Mismatch {
+                    path: ck.path().to_path_buf(),
+                    msg: format!(
+                        "tensor `{name}` has shape {:?}, the learned model expects {shape:?}",
+                        info.shape
+                    ),
+                });
+            }
+            tensors.push(ck.tensor_f32(name)?);
+        }
+        Ok(NetWeights { tensors })
+    }
+
+    /// True when every value is finite.
+    pub fn is_finite(&self) -> bool {
+        self.tensors.iter().all(|t| t.iter().all(|v| v.is_finite()))
+    }
+}
+
+/// Which model states (epochs) to use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum States {
+    /// Every saved state.
+    All,
+    /// The last state of each model.
+    Last,
+    /// These epochs.
+    Epochs(Vec<usize>),
+}
+
+impl std::str::FromStr for States {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<States> {
+        match s {
+            "all" => Ok(States::All),
+            "last" => Ok(States::Last),
+            _ => s
+                .split(',')
+                .map(|e| e.trim().parse::<usize>())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map(States::Epochs)
+                .map_err(|_| {
+                    Error::Options(format!(
+                        "states `{s}`: expected `all`, `last` or a list of epochs like `4,8,16`"
+                    ))
+                }),
+        }
+    }
+}
+
+/// Regression or classification.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Task {
+    /// A real-valued target.
+    Regression,
+    /// A categorical target with these class names (index = class id).
+    Classification {
+        /// Class names, sorted.
+        classes: Vec<String>,
+    },
+}
+
+/// One model state.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// Model id.
+    pub model_id: String,
+    /// Epoch of the state.
+    pub epoch: usize,
+    /// Target: the value, or the class index as f64.
+    pub y: f64,
+    /// True when the network's activation is positively homogeneous (ReLU, leaky ReLU), so
+    /// positive rescaling of hidden units keeps its function.
+    pub homogeneous: bool,
+    /// The weights.
+    pub net: NetWeights,
+}
+
+/// A zoo loaded for learning.
+#[derive(Clone, Debug)]
+pub struct ZooData {
+    /// The zoo folder.
+    pub dir: PathBuf,
+    /// How it was read (target, states, group).
+    pub load: LoadOptions,
+    /// The target name asked for.
+    pub target: String,
+    /// Regression or classification.
+    pub task: Task,
+    /// Architecture of every state.
+    pub layout: Layout,
+    /// Samples, sorted by (model id, epoch).
+    pub samples: Vec<Sample>,
+    /// States skipped because their target was missing or their weights not finite.
+    pub skipped: usize,
+}
+
+/// Options for loading a zoo.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoadOptions {
+    /// Target: `test_acc`, `gen_gap`, or a catalog column.
+    pub target: String,
+    /// Which states.
+    pub states: States,
+    /// Only models of this catalog group.
+    pub group: Option<String>,
+}
+
+/// Catalog columns that identify a state rather than describe it: never targets.
+const NOT_TARGETS: &[&str] = &[
+    "model_id",
+    "parent_id",
+    "file",
+    "weights_hash",
+    "checkpoints",
+];
+
+/// The catalog column a target name refers to.
+pub fn target_column(target: &str) -> &str {
+    match target {
+        "test_acc" => "test_accuracy",
+        "train_acc" => "train_accuracy",
+        "gen_gap" => "generalization_gap",
+        t => t,
+    }
+}
+
+fn activation_homogeneous(row: &serde_json::Map<String, Value>) -> bool {
+    matches!(
+        row.get("activation").and_then(|v| v.as_str()),
+        Some("relu") | Some("leaky-relu") | Some("leaky_relu")
+    )
+}
+
+fn class_name(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Loads the states of a zoo with their target. `task` fixes the task (and the class list)
+/// when evaluating a learned model on a zoo; `None` infers it from the column (numbers →
+/// regression; strings and booleans → classification).
+pub fn load_zoo(dir: &Path, opts: &LoadOptions, task: Option<&Task>) -> Result<ZooData> {
+    if !dir.is_dir() {
+        return Err(Error::Zoo {
+            path: dir.to_path_buf(),
+            msg: "not a folder (expected a zoo made by `weightspace zoo train`)".into(),
+        });
+    }
+    let rows = weightspace_zoo::read_catalog(dir)?;
+    let col = target_column(&opts.target).to_string();
+    let mut rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| {
+            opts.group
+                .as_ref()
+                .is_none_or(|g| r.get("group").and_then(|v| v.as_str()) == Some(g))
+        })
+        .collect();
+    if rows.is_empty() {
+        return Err(Error::Zoo {
+            path: dir.to_path_buf(),
+            msg: match &opts.group {
+                Some(g) => format!("no model states in group `{g}`"),
+                None => "the catalog has no model states".into(),
+            },
+        });
+    }
+    let known: BTreeSet<&str> = rows[0].keys().map(|k| k.as_str()).collect();
+    if !known.contains(col.as_str()) || NOT_TARGETS.contains(&col.as_str()) {
+        let cands: Vec<&str> = known
+            .iter()
+            .copied()
+            .filter(|k| !NOT_TARGETS.contains(k))
+            .collect();
+        return Err(Error::Target {
+            target: opts.target.clone(),
+            msg: format!(
+                "expected test_acc, gen_gap or a catalog column: {}",
+                cands.join(", ")
+            ),
+        });
+    }
+    // Which states.
+    let last: BTreeMap<String, i64> = rows.iter().fold(BTreeMap::new(), |mut m, r| {
+        let id = r["model_id"].as_str().unwrap_or_default().to_string();
+        let e = r["epoch"].as_i64().unwrap_or(0);
+        let v = m.entry(id).or_insert(e);
+        *v = (*v).max(e);
+        m
+    });
+    rows.retain(|r| {
+        let e = r["epoch"].as_i64().unwrap_or(-1);
+        match &opts.states {
+            States::All => true,
+            States::Last => last.get(r["model_id"].as_str().unwrap_or_default()) == Some(&e),
+            States::Epochs(es) => es.iter().any(|&x| x as i64 == e),
+        }
+    });
+    if rows.is_empty() {
+        return Err(Error::Options(format!(
+            "{}: no model state has the epochs asked for ({:?})",
+            dir.display(),
+            opts.states
+        )));
+    }
+    // The task.
+    let task = match task {
+        Some(t) => t.clone(),
+        None => {
+            let vals: Vec<&Value> = rows
+                .iter()
+                .map(|r| &r[&col])
+                .filter(|v| !v.is_null())
+                .collect();
+            if vals.is_empty() {
+                return Err(Error::Target {
+                    target: opts.target.clone(),
+                    msg: "the column is empty in this zoo".into(),
+                });
+            }
+            if vals.iter().all(|v| v.is_number()) {
+                Task::Regression
+            } else if vals.iter().all(|v| v.is_string() || v.is_boolean()) {
+                let classes: BTreeSet<String> = vals.iter().filter_map(|v| class_name(v)).collect();
+                if classes.len() < 2 {
+                    return Err(Error::Target {
+                        target: opts.target.clone(),
+                        msg: format!("only one class ({classes:?}) in this zoo"),
+                    });
+                }
+                Task::Classification {
+                    classes: classes.into_iter().collect(),
+                }
+            } else {
+                return Err(Error::Target {
+                    target: opts.target.clone(),
+                    msg: "the column mixes numbers and text".into(),
+                });
+            }
+        }
+    };
+    // Target values; rows without one are skipped.
+    let mut skipped = 0usize;
+    let mut todo = Vec::new();
+    for r in &rows {
+        let v = &r[&col];
+        let y = match &task {
+            Task::Regression => v.as_f64(),
+            Task::Classification { classes } => class_name(v)
+                .and_then(|c| classes.iter().position(|k| *k == c))
+                .map(|i| i as f64),
+        };
+        match y {
+            Some(y) if y.is_finite() => todo.push((r, y)),
+            _ => skipped += 1,
+        }
+    }
+    // Layout from the first checkpoint; every other must match it.
+    let first = todo.first().ok_or_else(|| Error::Target {
+        target: opts.target.clone(),
+        msg: "no model state has a value for it".into(),
+    })?;
+    let file =
+        |r: &serde_json::Map<String, Value>| dir.join(r["file"].as_str().unwrap_or_default());
+    let layout = {
+        let p = file(first.0);
+        let ck = Checkpoint::open(&p)?;
+        let tensors = zoo_param_tensors(&ck)?;
+        Layout::from_tensors(tensors, &p)?
+    };
+    let loaded: Vec<Result<Option<Sample>>> = todo
+        .par_iter()
+        .map(|(r, y)| {
+            let p = file(r);
+            let ck = Checkpoint::open(&p)?;
+            let net = NetWeights::from_checkpoint(&ck, &layout).map_err(|e| match e {
+                Error::Mismatch { path, msg } => Error::Zoo {
+                    path,
+                    msg: format!(
+                        "{msg}; the zoo mixes architectures: pick one with a group filter (--group)"
+                    ),
+                },
+                e => e,
+            })?;
+            if !net.is_finite() {
+                return Ok(None);
+            }
+            Ok(Some(Sample {
+                model_id: r["model_id"].as_str().unwrap_or_default().to_string(),
+                epoch: r["epoch"].as_i64().unwrap_or(0) as usize,
+                y: *y,
+                homogeneous: activation_homogeneous(r),
+                net,
+            }))
+        })
+        .collect();
+    let mut samples = Vec::with_capacity(loaded.len());
+    for s in loaded {
+        match s? {
+            Some(s) => samples.push(s),
+            None => skipped += 1,
+        }
+    }
+    samples.sort_by(|a, b| (&a.model_id, a.epoch).cmp(&(&b.model_id, b.epoch)));
+    Ok(ZooData {
+        dir: dir.to_path_buf(),
+        load: opts.clone(),
+        target: opts.target.clone(),
+        task,
+        layout,
+        samples,
+        skipped,
+    })
+}
+
+/// The parameter tensors of a zoo checkpoint in file order: everything but BatchNorm running
+/// statistics and batch counters.
+pub fn zoo_param_tensors(ck: &Checkpoint) -> Result<Vec<(String, Vec<usize>)>> {
+    Ok(ck
+        .infos()
+        .filter(|t| {
+            !(t.name.ends_with(".running_mean")
+                || t.name.ends_with(".running_var")
+                || t.name.ends_with(".num_batches_tracked"))
+        })
+        .map(|t| (t.name.clone(), t.shape.clone()))
+        .collect())
+}
+
+/// Model ids of each side of a split.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    /// Training models.
+    pub train: Vec<String>,
+    /// Validation models (early stopping).
+    pub val: Vec<String>,
+    /// Test models (reported metrics).
+    pub test: Vec<String>,
+}
+
+impl Split {
+    /// Splits the distinct model ids of `samples` 70/15/15 (at least one model on each side
+    /// when there are three or more), fixed by `seed`: all states of a model are on one side.
+    pub fn by_model(samples: &[Sample], seed: u64) -> Split {
+        let ids: BTreeSet<&str> = samples.iter().map(|s| s.model_id.as_str()).collect();
+        let mut ids: Vec<String> = ids.into_iter().map(String::from).collect();
+        Rng::derived(seed, &["learn", "split"]).shuffle(&mut ids);
+        let n = ids.len();
+        let mut n_test = ((n as f64) * 0.15).round() as usize;
+        let mut n_val = ((n as f64) * 0.15).round() as usize;
+        if n >= 3 {
+            n_test = n_test.max(1);
+            n_val = n_val.max(1);
+        }
+        let test = ids.split_off(n - n_test.min(n));
+        let val = ids.split_off(ids.len() - n_val.min(ids.len()));
+        let mut s = Split {
+            train: ids,
+            val,
+            test,
+        };
+        s.train.sort();
+        s.val.sort();
+        s.test.sort();
+        s
+    }
+
+    /// Indices of `samples` whose model is in `ids`.
+    pub fn indices(samples: &[Sample], ids: &[String]) -> Vec<usize> {
+        let set: BTreeSet<&str> = ids.iter().map(|s| s.as_str()).collect();
+        (0..samples.len())
+            .filter(|&i| set.contains(samples[i].model_id.as_str()))
+            .collect()
+    }
+}

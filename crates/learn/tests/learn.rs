@@ -1,0 +1,193 @@
+//! End to end on a tiny zoo trained here: loading, the split, every baseline, save/load,
+//! predict, determinism, classification targets and errors.
+
+use std::path::Path;
+
+use weightspace_learn::{self as learn, Error, LoadOptions, RunOptions, States, TrainConfig};
+use weightspace_zoo::{TrainOptions, ZooConfig};
+
+const ZOO: &str = r#"
+name = "learn-test"
+seed = 5
+
+[defaults]
+dataset = "digits"
+epochs = 3
+checkpoints = [0, 1, 3]
+train_fraction = 0.3
+
+[[models]]
+name = "mlp"
+hidden = [8]
+activation = ["relu", "tanh"]
+lr = { log_uniform = [1e-4, 1e-1] }
+samples = 10
+"#;
+
+fn make_zoo(dir: &Path) {
+    let cfg = ZooConfig::from_toml_str(ZOO).unwrap();
+    weightspace_zoo::train(&cfg, dir, &TrainOptions::default(), &|_| {}).unwrap();
+}
+
+fn opts(target: &str) -> LoadOptions {
+    LoadOptions {
+        target: target.into(),
+        states: States::All,
+        group: None,
+    }
+}
+
+fn quick(_model: &str) -> TrainConfig {
+    TrainConfig {
+        epochs: 8,
+        rounds: 60,
+        hidden: 16,
+        depth: 2,
+        batch_size: 16,
+        lr: 3e-3,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn end_to_end_on_a_tiny_zoo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zdir = tmp.path().join("zoo");
+    make_zoo(&zdir);
+
+    let zoo = learn::load_zoo(&zdir, &opts("test_acc"), None).unwrap();
+    // 20 models (2 activations × 10 draws) × 3 states.
+    assert_eq!(zoo.samples.len() + zoo.skipped, 60);
+    assert_eq!(zoo.layout.layers.len(), 2);
+    assert_eq!(
+        (zoo.layout.layers[0].out, zoo.layout.layers[0].inp),
+        (8, 64)
+    );
+
+    // The split is by model: no model on two sides, fixed by the seed.
+    let s = learn::Split::by_model(&zoo.samples, 0);
+    for id in &s.test {
+        assert!(!s.train.contains(id) && !s.val.contains(id));
+    }
+    for id in &s.val {
+        assert!(!s.train.contains(id));
+    }
+    assert_eq!(s, learn::Split::by_model(&zoo.samples, 0));
+    assert_ne!(s, learn::Split::by_model(&zoo.samples, 1));
+
+    let last = learn::load_zoo(
+        &zdir,
+        &LoadOptions {
+            states: States::Last,
+            ..opts("test_acc")
+        },
+        None,
+    )
+    .unwrap();
+    assert!(last.samples.iter().all(|s| s.epoch == 3));
+
+    let models: &[&str] = if cfg!(feature = "nn") {
+        &["stats-gbm", "stats-mlp", "flat-mlp"]
+    } else {
+        &["stats-gbm"]
+    };
+    for &model in models {
+        let run = RunOptions {
+            model: model.into(),
+            config: quick(model),
+            seed: 1,
+            split_seed: 0,
+        };
+        let t = learn::train(&zoo, &run, &mut |_| {}).unwrap();
+        let tau = t.meta.test.tau.unwrap();
+        assert!(tau.is_finite(), "{model}: τ {tau}");
+        assert!(t.meta.test.r2.unwrap().is_finite());
+        assert!(t.meta.epochs_run >= 1);
+
+        // Save, load, same predictions.
+        let out = tmp.path().join(model);
+        t.save(&out).unwrap();
+        let back = learn::Trained::load(&out).unwrap();
+        let nets: Vec<&learn::NetWeights> = zoo.samples.iter().take(7).map(|s| &s.net).collect();
+        assert_eq!(
+            t.raw(&nets),
+            back.raw(&nets),
+            "{model}: reloaded model differs"
+        );
+
+        // Same seed, same model.
+        let t2 = learn::train(&zoo, &run, &mut |_| {}).unwrap();
+        assert_eq!(t.raw(&nets), t2.raw(&nets), "{model}: not deterministic");
+
+        // predict on a checkpoint file.
+        let f = zdir.join("models/mlp-0000/epoch_3.safetensors");
+        let nets = learn::read_nets(&[f], &back.meta.layout).unwrap();
+        let p = back.predict(&nets.iter().collect::<Vec<_>>());
+        assert!(matches!(p[0], learn::Prediction::Value(v) if v.is_finite()));
+    }
+
+    // Augmentation runs and stays deterministic.
+    #[cfg(feature = "nn")]
+    {
+        let mut cfg = quick("flat-mlp");
+        cfg.augment = "perm,scale".parse().unwrap();
+        cfg.epochs = 3;
+        let run = RunOptions {
+            model: "flat-mlp".into(),
+            config: cfg,
+            seed: 2,
+            split_seed: 0,
+        };
+        let a = learn::train(&zoo, &run, &mut |_| {}).unwrap();
+        let b = learn::train(&zoo, &run, &mut |_| {}).unwrap();
+        assert_eq!(a.meta.test, b.meta.test);
+    }
+
+    // A categorical hyper-parameter is a classification target.
+    let act = learn::load_zoo(&zdir, &opts("activation"), None).unwrap();
+    assert_eq!(
+        act.task,
+        learn::Task::Classification {
+            classes: vec!["relu".into(), "tanh".into()]
+        }
+    );
+    let t = learn::train(
+        &act,
+        &RunOptions {
+            model: "stats-gbm".into(),
+            config: quick("stats-gbm"),
+            seed: 0,
+            split_seed: 0,
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let acc = t.meta.test.accuracy.unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    assert!(t.meta.test.tau.is_none());
+
+    // Errors.
+    let e = learn::load_zoo(&zdir, &opts("nonsense"), None).unwrap_err();
+    assert!(matches!(e, Error::Target { .. }) && e.is_bad_input(), "{e}");
+    let e = learn::load_zoo(&tmp.path().join("nope"), &opts("test_acc"), None).unwrap_err();
+    assert!(e.is_bad_input(), "{e}");
+    let e = learn::train(
+        &zoo,
+        &RunOptions {
+            model: "resnet".into(),
+            config: TrainConfig::default(),
+            seed: 0,
+            split_seed: 0,
+        },
+        &mut |_| {},
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(e, Error::UnknownModel(_)), "{e}");
+    // A checkpoint of another architecture.
+    let mut layout = zoo.layout.clone();
+    layout.tensors[0].1 = vec![9, 64];
+    let f = zdir.join("models/mlp-0000/epoch_3.safetensors");
+    let e = learn::read_nets(&[f], &layout).unwrap_err();
+    assert!(matches!(e, Error::Mismatch { .. }), "{e}");
+}
