@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Layout, NetWeights, Sample, Split, Task, ZooData};
+use crate::data::{Layout, LoadOptions, NetWeights, Sample, Split, Task, ZooData};
 use crate::error::{Error, Result};
 use crate::features::{Norm, stats_features};
 use crate::gbm::{Gbm, GbmConfig, GbmTarget};
@@ -123,6 +123,7 @@ pub struct RunOptions {
     pub split_seed: u64,
 }
 
+#[cfg_attr(not(feature = "nn"), allow(dead_code))]
 pub(crate) fn outputs(task: &Task) -> usize {
     match task {
         Task::Regression => 1,
