@@ -134,6 +134,88 @@ fn permute_canon_align_roundtrip() {
 }
 
 #[test]
+fn similarity_after_alignment_sees_through_a_permutation() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n).to_str().unwrap().to_string();
+    write_mlp(Path::new(&p("m.safetensors")), 4);
+    let (rc, _, err) = ws(&[
+        "permute",
+        &p("m.safetensors"),
+        &p("p.safetensors"),
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let (rc, out, err) = ws(&[
+        "similarity",
+        &p("m.safetensors"),
+        &p("p.safetensors"),
+        "--align",
+        "weight",
+        "--json",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let pair = &v["pairs"][0];
+    let before = pair["cosine"].as_f64().unwrap();
+    let al = &pair["aligned"];
+    assert_eq!(al["method"], "weight", "{out}");
+    let after = al["cosine"].as_f64().unwrap();
+    // Uniform weights centred on 0: unrelated units are nearly orthogonal.
+    assert!(before < 0.5, "cosine before alignment {before}");
+    assert!((after - 1.0).abs() < 1e-9, "cosine after alignment {after}");
+    assert_eq!(al["rel_l2"].as_f64().unwrap(), 0.0, "{out}");
+    assert_eq!(al["changed"].as_f64().unwrap(), 0.0, "{out}");
+    let tensors = al["tensors"].as_array().unwrap();
+    assert_eq!(tensors.len(), 6);
+    assert!(
+        tensors
+            .iter()
+            .all(|t| (t["cosine"].as_f64().unwrap() - 1.0).abs() < 1e-9)
+    );
+    // The table has the aligned columns; without --align the JSON has no "aligned".
+    let (rc, out, _) = ws(&[
+        "similarity",
+        &p("m.safetensors"),
+        &p("p.safetensors"),
+        "--align",
+        "weight",
+    ]);
+    assert_eq!(rc, 0);
+    assert!(out.contains("aligned_cosine"), "{out}");
+    let (_, out, _) = ws(&[
+        "similarity",
+        &p("m.safetensors"),
+        &p("p.safetensors"),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["pairs"][0].get("aligned").is_none(), "{out}");
+    // Models that cannot be aligned: exit 2, naming both.
+    let infos = vec![TensorInfo {
+        name: "layers.0.weight".into(),
+        dtype: DType::F32,
+        shape: vec![16, 5],
+    }];
+    write_safetensors(
+        Path::new(&p("o.safetensors")),
+        &infos,
+        &BTreeMap::new(),
+        |_| Ok(vec![0u8; 320].into()),
+    )
+    .unwrap();
+    let (rc, _, err) = ws(&[
+        "similarity",
+        &p("m.safetensors"),
+        &p("o.safetensors"),
+        "--align",
+        "weight",
+    ]);
+    assert_eq!(rc, 2, "{err}");
+    assert!(err.contains("o.safetensors"), "{err}");
+}
+
+#[test]
 fn bad_inputs_exit_2() {
     let d = tempfile::tempdir().unwrap();
     let p = |n: &str| d.path().join(n).to_str().unwrap().to_string();
