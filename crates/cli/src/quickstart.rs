@@ -244,6 +244,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         max_shard_size: "5GB".into(),
         dtype: None,
         topk_scope: "tensor".into(),
+        align: None,
+        align_seed: 0,
         dry_run: false,
         overwrite: true,
         json: false,
@@ -273,6 +275,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         b: permuted.clone(),
         json: false,
     })?;
+    // Measured, not asserted: both nets through the zoo runtime on the digits test inputs.
+    let (max_diff, n, same) = interp::output_difference(&parent, &permuted)?;
+    println!(
+        "outputs before/after permute: max |Δ| = {max_diff:.1e} on {n} inputs (digits test split, zoo runtime); same predicted class on {same}/{n}"
+    );
     let realigned = out.join("parent-realigned.safetensors");
     section(
         "10. align the permuted copy back to the parent (Git Re-Basin weight matching)",
@@ -316,7 +323,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         data: None,
         steps: 5,
         align: Some(interp::AlignMethod::Weight),
-        repair: false,
+        repair: None,
         seed: 0,
         spec: None,
         json: false,

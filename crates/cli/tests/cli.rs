@@ -701,6 +701,18 @@ fn quickstart_runs() {
     ] {
         assert!(s.contains(&format!("weightspace {word}")), "{word}: {s}");
     }
+    // The permute step measures the outputs of both nets: unchanged up to float rounding.
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("outputs before/after permute: max |Δ| = "))
+        .unwrap_or_else(|| panic!("no output check after permute: {s}"));
+    let delta: f64 = line["outputs before/after permute: max |Δ| = ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(delta < 1e-4, "{line}");
     let files = dir_entries(&out);
     assert!(files.contains(&"base.safetensors".to_string()), "{files:?}");
     assert!(files.contains(&"report.html".to_string()), "{files:?}");

@@ -301,6 +301,31 @@ fn interp_and_activation_matching_on_a_zoo_pair() {
         "activation",
     ]);
     assert_eq!(rc, 0, "{err}");
+    // REPAIR by activation rescaling (the nets have no BatchNorm): the endpoints are left
+    // alone, the interior points change and the naive barrier drops.
+    let barrier = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["interp", a.as_str(), b.as_str(), "--steps", "5", "--json"];
+        args.extend_from_slice(extra);
+        let (rc, out, err) = ws(&args);
+        assert_eq!(rc, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let plain = barrier(&[]);
+    let rep = barrier(&["--repair"]);
+    assert_eq!(rep, barrier(&["--repair=rescale"]));
+    let pts = |v: &serde_json::Value| v["naive"]["points"].as_array().unwrap().clone();
+    assert_eq!(pts(&plain)[0], pts(&rep)[0]);
+    assert_eq!(pts(&plain)[4], pts(&rep)[4]);
+    assert_ne!(pts(&plain)[2], pts(&rep)[2]);
+    let lb = |v: &serde_json::Value| v["naive"]["loss_barrier"].as_f64().unwrap();
+    assert!(
+        lb(&rep) < lb(&plain),
+        "REPAIR {} vs {}",
+        lb(&rep),
+        lb(&plain)
+    );
+    // BatchNorm reset on a net without BatchNorm: bad input.
+    assert_eq!(ws(&["interp", &a, &b, "--repair=bn"]).0, 2);
     // Non-zoo checkpoints: bad input.
     write_mlp(Path::new(&p("m.safetensors")), 1);
     assert_eq!(
