@@ -7,11 +7,11 @@
 //! biases `[B, n_i, C]`. A layer is a sum of terms, each a pointwise linear map (NFN's 1x1
 //! convolutions) of the input itself or of its row / column / full means, broadcast back:
 //!
-//! * NP (`NPLinear`): every neuron set is permutable. `W'_i = pw(W_i) + rc(means)
-//!   + r(row-indexed means) + c(column-indexed means)`, `b'_i = bias(column-indexed)
-//!   + bias_rc(means)`, with `io_embed` (learned position embeddings added to the first layer's
-//!   columns, the last layer's rows and the last bias), as in the reference's `NP-PosEmb`
-//!   mode used for generalisation prediction.
+//! * NP (`NPLinear`): every neuron set is permutable.
+//!   `W'_i = pw(W_i) + rc(means) + r(row-indexed means) + c(column-indexed means)` and
+//!   `b'_i = bias(column-indexed) + bias_rc(means)`, with `io_embed` (learned position embeddings
+//!   added to the first layer's columns, the last layer's rows and the last bias), as in the
+//!   reference's `NP-PosEmb` mode used for generalisation prediction.
 //! * HNP (`HNPLinear`): input and output neurons are fixed, so the first layer's rows and the
 //!   last layer's columns are mapped as whole vectors (`w0_rpt`, `wfin_cpt`), and the input/output
 //!   dimensions enter every term's global features.

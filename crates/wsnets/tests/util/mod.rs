@@ -60,9 +60,9 @@ pub fn random_net(shape: &WsShape, rng: &mut SplitMix) -> HostNet {
     }
 }
 
-/// Permutes the hidden units: for each layer i but the last, unit `perm[i][j]` of the result is
-/// unit `j`... concretely new row r of layer i = old row p[r], new bias r = old bias p[r], and
-/// new column r of layer i+1 = old column p[r]. The function computed by the net is unchanged.
+/// Permutes the hidden units with a random permutation `p` per hidden layer `i`: new row `r` of
+/// layer `i` = old row `p[r]`, new bias `r` = old bias `p[r]`, new column `r` of layer `i+1` = old
+/// column `p[r]`. The function computed by the net is unchanged.
 pub fn permute_hidden(net: &HostNet, shape: &WsShape, rng: &mut SplitMix) -> HostNet {
     let mut out = net.clone();
     let n = shape.layers.len();
