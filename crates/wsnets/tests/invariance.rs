@@ -73,10 +73,14 @@ fn check_invariance(arch: WsArch, shape: &WsShape, seed: u64) {
 
     // Control: permuting the rows of the first layer *without* the matching columns of the next
     // one changes the function; the models that pair a unit's incoming and outgoing weights must
-    // notice. Not DeepSets (each layer's units are an unordered set), and not ng-transformer: at
-    // initialisation its output moves by only ~1e-5 relative under this change, below the
-    // invariance tolerance, so this control would not be decisive for it.
-    if arch != WsArch::DeepSets && arch != WsArch::NgTransformer {
+    // notice. Not DeepSets (each layer's units are an unordered set), and not the neural-graph
+    // models: at initialisation their outputs move by only ~1e-6..1e-5 relative under this change
+    // (ng-gnn on the 4-layer CNN shape: 2.9e-6 for one seed), below the invariance tolerance, so
+    // this control is not decisive for them and was flaky for ng-gnn.
+    if !matches!(
+        arch,
+        WsArch::DeepSets | WsArch::NgTransformer | WsArch::NgGnn
+    ) {
         let mut broken = nets.clone();
         let l0 = &shape.layers[0];
         let row = l0.inp * l0.kernel;
