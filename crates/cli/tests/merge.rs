@@ -2,19 +2,9 @@
 //! zoo nets scored through the zoo runtime (`interp`).
 
 use std::path::Path;
-use std::process::Command;
 
-fn ws(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_weightspace"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+mod common;
+use common::ws;
 
 /// Everything in `dir`, for checking that a failed merge left nothing behind.
 fn entries(dir: &Path) -> Vec<String> {

@@ -3,21 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use weightspace_io::{DType, TensorInfo, encode_f32, write_safetensors};
 
-fn ws(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_weightspace"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+mod common;
+use common::ws;
 
 /// A 5-16-12-3 MLP with pseudo-random weights, `activation = relu` in the metadata.
 fn write_mlp(path: &Path, seed: u32) {
