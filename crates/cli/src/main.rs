@@ -12,6 +12,7 @@ mod fmt;
 mod hash;
 mod inspect;
 mod interp;
+mod learn;
 mod lineage;
 mod merge;
 mod permute;
@@ -85,6 +86,9 @@ enum Command {
     Dedupe(dedupe::Args),
     /// A self-contained HTML report with plots.
     Report(report::Args),
+    /// Models whose input is weights: train, evaluate, predict, benchmark.
+    #[command(subcommand)]
+    Learn(learn::LearnCmd),
 }
 
 fn main() {
@@ -128,6 +132,7 @@ fn main() {
         Command::Lineage(a) => lineage::run(a),
         Command::Dedupe(a) => dedupe::run(a),
         Command::Report(a) => report::run(a),
+        Command::Learn(cmd) => learn::run(cmd),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -36,15 +36,7 @@ pub fn check_model(name: &str) -> Result<()> {
     if !MODEL_NAMES.contains(&name) {
         return Err(Error::UnknownModel(name.to_string()));
     }
-    #[cfg(feature = "nn")]
-    return crate::neural::check_available(name);
-    #[cfg(not(feature = "nn"))]
-    match name {
-        "stats-gbm" => Ok(()),
-        n => Err(Error::Options(format!(
-            "model `{n}` needs weightspace-learn's `nn` feature (burn), which this build lacks; stats-gbm works without it"
-        ))),
-    }
+    crate::neural::check_available(name)
 }
 
 /// Metrics on one side of a split.
@@ -98,7 +90,6 @@ pub enum Learned {
     /// Boosted trees on the statistics.
     Gbm(Gbm),
     /// A burn model: an MLP (`stats-mlp`, `flat-mlp`) or a weight-space network.
-    #[cfg(feature = "nn")]
     Neural(crate::neural::Neural),
 }
 
@@ -123,7 +114,6 @@ pub struct RunOptions {
     pub split_seed: u64,
 }
 
-#[cfg_attr(not(feature = "nn"), allow(dead_code))]
 pub(crate) fn outputs(task: &Task) -> usize {
     match task {
         Task::Regression => 1,
@@ -254,12 +244,7 @@ pub fn train(
         let n = m.rounds.len();
         (Learned::Gbm(m), n, rv, rt)
     } else {
-        #[cfg(feature = "nn")]
-        {
-            crate::neural::train(zoo, opts, &norm, &ys, (&tr, &va, &te), progress)?
-        }
-        #[cfg(not(feature = "nn"))]
-        unreachable!("check_model refused the model")
+        crate::neural::train(zoo, opts, &norm, &ys, (&tr, &va, &te), progress)?
     };
     let yv: Vec<f64> = va.iter().map(|&i| y[i]).collect();
     let yt: Vec<f64> = te.iter().map(|&i| y[i]).collect();
@@ -308,7 +293,6 @@ impl Trained {
                     .collect();
                 g.predict_raw(&x).into_iter().map(|v| v as f32).collect()
             }
-            #[cfg(feature = "nn")]
             Learned::Neural(m) => m.raw(nets, &self.meta),
         }
     }
@@ -358,7 +342,6 @@ impl Trained {
                 &dir.join(GBM_FILE),
                 serde_json::to_string(g).expect("JSON").as_bytes(),
             )?,
-            #[cfg(feature = "nn")]
             Learned::Neural(m) => {
                 let mut md = std::collections::BTreeMap::new();
                 md.insert(
@@ -401,10 +384,7 @@ impl Trained {
                     msg: e.to_string(),
                 })?)
             }
-            #[cfg(feature = "nn")]
             _ => Learned::Neural(crate::neural::Neural::load(&meta, &dir.join(WEIGHTS_FILE))?),
-            #[cfg(not(feature = "nn"))]
-            _ => unreachable!("check_model refused the model"),
         };
         Ok(Trained { meta, model })
     }

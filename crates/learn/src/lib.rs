@@ -9,9 +9,6 @@
 //! with optional symmetry augmentation of the input networks, and scored by Kendall τ and
 //! R² (regression) or accuracy (classification).
 //!
-//! Feature `nn` (burn `=0.22.1`, CPU backend) enables the neural models; without it only
-//! `stats-gbm` is built, and the crate compiles in seconds.
-//!
 //! This crate reads zoos only through `weightspace-zoo` (catalog) and `weightspace-io`
 //! (checkpoints), and takes its equivariant models from `weightspace-wsnets`; it knows nothing
 //! of the command line.
@@ -36,17 +33,13 @@ pub mod bench;
 pub mod data;
 pub mod error;
 pub mod features;
-#[cfg(feature = "nn")]
 pub mod fit;
 pub mod gbm;
 pub mod learner;
 pub mod metrics;
-#[cfg(feature = "nn")]
 pub mod neural;
-#[cfg(feature = "nn")]
 pub mod nn;
 pub mod train;
-#[cfg(feature = "nn")]
 pub mod ws;
 
 pub use augment::Augment;

@@ -1,4 +1,4 @@
-//! The burn models behind the `nn` feature: `stats-mlp`, `flat-mlp` and the weight-space
+//! The burn models: `stats-mlp`, `flat-mlp` and the weight-space
 //! networks, with their inputs (cached vectors, or augmented on the fly), training, saving and
 //! loading.
 

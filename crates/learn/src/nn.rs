@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData, activation::relu};
 use weightspace_io::{Checkpoint, DType, TensorInfo};
@@ -49,7 +49,7 @@ impl Mlp {
 pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
-        .into_vec::<f32>()
+        .try_into_vec::<f32>()
         .expect("f32 tensor data")
 }
 
@@ -59,25 +59,32 @@ pub fn tensor2(v: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor
 }
 
 struct Collect {
+    path: Vec<String>,
     out: Vec<(String, Vec<usize>, Vec<f32>)>,
 }
 
+// Paths are built from enter/exit_module, exactly as `Load` builds them, so a saved module
+// always loads back.
 impl ModuleVisitor for Collect {
-    fn visit_float_with_path<const D: usize>(
-        &mut self,
-        path: &[String],
-        _id: ParamId,
-        tensor: &Tensor<D>,
-    ) {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let tensor = param.val();
         let shape = tensor.shape().to_vec();
-        self.out
-            .push((path.join("."), shape, to_vec(tensor.clone())));
+        self.out.push((self.path.join("."), shape, to_vec(tensor)));
     }
 }
 
 /// The module's float parameters as (path, shape, values), in visiting order.
 pub fn parameters<M: Module>(m: &M) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let mut c = Collect { out: vec![] };
+    let mut c = Collect {
+        path: vec![],
+        out: vec![],
+    };
     m.visit(&mut c);
     c.out
 }

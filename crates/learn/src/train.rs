@@ -1,5 +1,5 @@
 //! Training options, the learning-rate schedule and the loss on host values, shared by every
-//! model (the burn loop itself is in `fit.rs`, behind the `nn` feature).
+//! model (the burn loop itself is in `fit.rs`).
 
 use serde::{Deserialize, Serialize};
 

@@ -86,11 +86,17 @@ fn end_to_end_on_a_tiny_zoo() {
     .unwrap();
     assert!(last.samples.iter().all(|s| s.epoch == 3));
 
-    let models: &[&str] = if cfg!(feature = "nn") {
-        &["stats-gbm", "stats-mlp", "flat-mlp"]
-    } else {
-        &["stats-gbm"]
-    };
+    let models: &[&str] = &[
+        "stats-gbm",
+        "stats-mlp",
+        "flat-mlp",
+        "deepsets",
+        "nfn-np",
+        "nfn-hnp",
+        "dws",
+        "ng-gnn",
+        "ng-transformer",
+    ];
     for &model in models {
         let run = RunOptions {
             model: model.into(),
@@ -127,7 +133,6 @@ fn end_to_end_on_a_tiny_zoo() {
     }
 
     // Augmentation runs and stays deterministic.
-    #[cfg(feature = "nn")]
     {
         let mut cfg = quick("flat-mlp");
         cfg.augment = "perm,scale".parse().unwrap();

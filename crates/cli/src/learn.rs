@@ -49,44 +49,44 @@ pub enum LearnCmd {
 pub struct Common {
     /// Zoo folder (made by `weightspace zoo train`).
     #[arg(long)]
-    zoo: PathBuf,
+    pub zoo: PathBuf,
     /// What to predict: test_acc, gen_gap, or a catalog column (hyper-parameters; text columns
     /// such as activation are classification targets).
     #[arg(long, default_value = "test_acc")]
-    target: String,
+    pub target: String,
     /// Model states to use: all, last, or epochs like 4,8,16.
     #[arg(long, default_value = "all")]
-    states: String,
+    pub states: String,
     /// Only models of this catalog group (zoos that mix architectures).
     #[arg(long)]
-    group: Option<String>,
+    pub group: Option<String>,
     /// Maximum training epochs (neural models).
     #[arg(long)]
-    epochs: Option<usize>,
+    pub epochs: Option<usize>,
     /// Maximum boosting rounds (stats-gbm).
     #[arg(long)]
-    rounds: Option<usize>,
+    pub rounds: Option<usize>,
     /// Mini-batch size.
     #[arg(long)]
-    batch_size: Option<usize>,
+    pub batch_size: Option<usize>,
     /// Peak learning rate (Adam, warm-up then cosine).
     #[arg(long)]
-    lr: Option<f64>,
+    pub lr: Option<f64>,
     /// Hidden width.
     #[arg(long)]
-    hidden: Option<usize>,
+    pub hidden: Option<usize>,
     /// Hidden layers / equivariant layers.
     #[arg(long)]
-    depth: Option<usize>,
+    pub depth: Option<usize>,
     /// Early-stopping patience in epochs.
     #[arg(long)]
-    patience: Option<usize>,
+    pub patience: Option<usize>,
     /// Symmetry augmentation of the input networks: perm, scale, perm,scale or none.
     #[arg(long, default_value = "none")]
-    augment: String,
+    pub augment: String,
     /// Seed of the split by model id (70/15/15).
     #[arg(long, default_value_t = 0)]
-    split_seed: u64,
+    pub split_seed: u64,
 }
 
 /// `learn train`.
@@ -113,16 +113,16 @@ pub struct TrainArgs {
 #[derive(ClapArgs, Debug)]
 pub struct BenchArgs {
     #[command(flatten)]
-    common: Common,
+    pub common: Common,
     /// Models, comma-separated (default: every model this build has).
     #[arg(long, value_delimiter = ',')]
-    models: Vec<String>,
+    pub models: Vec<String>,
     /// Seeds per model (0..N).
     #[arg(long, default_value_t = 3)]
-    seeds: u64,
+    pub seeds: u64,
     /// Also write the table: .md (Markdown summary), .csv (one line per run) or .json (all).
     #[arg(short, long)]
-    out: Option<PathBuf>,
+    pub out: Option<PathBuf>,
 }
 
 fn lift(e: learn::Error) -> anyhow::Error {

@@ -108,8 +108,27 @@ fn learn_commands() {
     let p: serde_json::Value = serde_json::from_str(&o).unwrap();
     assert!(p[0]["prediction"]["Value"].is_number(), "{o}");
 
+    // An equivariant model (burn) on the regression target.
+    let nfn = tmp.path().join("nfn");
+    let o = ok(&run(&[
+        "learn",
+        "train",
+        "--zoo",
+        s(&zoo),
+        "--model",
+        "nfn-hnp",
+        "--epochs",
+        "2",
+        "-o",
+        s(&nfn),
+    ]));
+    assert!(o.contains("tau="), "{o}");
+    assert!(nfn.join("model.safetensors").exists());
+    let o = ok(&run(&["learn", "predict", s(&nfn), s(&ck), "--json"]));
+    let p: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert!(p[0]["prediction"]["Value"].is_number(), "{o}");
+
     // An MLP model (burn) saved as safetensors, with a classification target.
-    #[cfg(feature = "nn")]
     {
         let mlp = tmp.path().join("mlp");
         let o = ok(&run(&[
@@ -133,21 +152,6 @@ fn learn_commands() {
         let o = ok(&run(&["learn", "predict", s(&mlp), s(&ck)]));
         assert!(o.contains("relu") || o.contains("tanh"), "{o}");
     }
-    // Without the nn feature, the neural models say what is missing.
-    #[cfg(not(feature = "nn"))]
-    bad(
-        &run(&[
-            "learn",
-            "train",
-            "--zoo",
-            s(&zoo),
-            "--model",
-            "flat-mlp",
-            "-o",
-            s(&out),
-        ]),
-        "`nn` feature",
-    );
     // A categorical target with boosting.
     let cls = tmp.path().join("cls");
     let o = ok(&run(&[
