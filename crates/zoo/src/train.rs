@@ -462,7 +462,7 @@ pub fn train(
                     }
                 });
             }
-            let r = level
+            level
                 .par_iter()
                 .map_with(tx, |tx, p| {
                     if io_error.lock().expect("I/O error").is_some() {
@@ -475,8 +475,7 @@ pub fn train(
                     tx.send(t).expect("I/O threads alive");
                     Ok(done)
                 })
-                .collect();
-            r
+                .collect()
         });
         if let Some(e) = io_error.into_inner().expect("I/O error") {
             return Err(e);
