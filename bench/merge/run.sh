@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Merge benchmark: three ~110M-parameter f32 checkpoints made on the fly, merged with linear,
-# ties and dare_ties by weightspace (release build), by the numpy reference run the way
+# ties and dare_ties by the weightspace CLI (`weightspace merge`), by the numpy reference run the way
 # mergekit runs (numpy_ref.py), and by mergekit itself when `mergekit-yaml` is found.
 # Prints markdown rows for BENCHMARKS.md and writes them to $WORK/results.md.
 #
 # usage: bench/merge/run.sh [WORK_DIR]      (default /tmp/ws-merge-bench; needs ~4 GB)
 # env:   PY (python with numpy, safetensors, pyyaml), MERGEKIT (mergekit-yaml path),
-#        WS (a release `weightspace` binary; default: the `merge` example of weightspace-merge,
-#        the same library path without the CLI's progress bar, which builds without the
-#        analyze crate's arrow/parquet)
+#        WS (the `weightspace` binary to time; default: the release CLI, built here with
+#        `cargo build --release -p weightspace`), METHODS (default "linear ties dare_ties")
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -16,15 +15,11 @@ WORK=${1:-/tmp/ws-merge-bench}
 PY=${PY:-python3}
 MERGEKIT=${MERGEKIT:-$(command -v mergekit-yaml || true)}
 mkdir -p "$WORK"
-if [ -n "${WS:-}" ]; then
-  ws_merge() { "$WS" merge "$1" "$2" --quiet; }
-  WS_DESC="weightspace merge"
-else
-  (cd "$ROOT" && cargo build --release -q -p weightspace-merge --example merge)
-  WS_BIN="$ROOT/target/release/examples/merge"
-  ws_merge() { "$WS_BIN" "$1" "$2"; }
-  WS_DESC="weightspace-merge (example merge)"
+if [ -z "${WS:-}" ]; then
+  (cd "$ROOT" && cargo build --release -q -p weightspace)
+  WS="$ROOT/target/release/weightspace"
 fi
+WS_DESC="${WS_DESC:-$WS}"
 [ -f "$WORK/models/ft2/model.safetensors" ] || "$PY" "$HERE/make_models.py" "$WORK/models"
 M="$WORK/models"
 
@@ -58,13 +53,9 @@ ROWS="$WORK/results.md"
   echo "| merge (3 × 110M f32) | weightspace wall / CPU / peak RSS (anon) | numpy reference wall / CPU / peak RSS (anon) | mergekit wall / CPU / peak RSS (anon) | wall ratio numpy / mergekit | CPU ratio numpy / mergekit |"
   echo "|---|---|---|---|---|---|"
 } > "$ROWS"
-for method in linear ties dare_ties; do
+for method in ${METHODS:-linear ties dare_ties}; do
   rm -rf "$WORK/out-ws-$method" "$WORK/out-np-$method" "$WORK/out-mk-$method"
-  if [ -n "${WS:-}" ]; then
-    ws=$(measure "$WS" merge "$WORK/$method.yaml" "$WORK/out-ws-$method" --quiet)
-  else
-    ws=$(measure "$WS_BIN" "$WORK/$method.yaml" "$WORK/out-ws-$method")
-  fi
+  ws=$(measure "$WS" merge "$WORK/$method.yaml" "$WORK/out-ws-$method" --quiet)
   np=$(measure "$PY" "$HERE/numpy_ref.py" "$WORK/$method.yaml" "$WORK/out-np-$method")
   mk="n/a"; mkrow="not installed"; mkx="–"; mkc="–"
   if [ -n "$MERGEKIT" ]; then

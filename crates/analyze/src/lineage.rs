@@ -12,8 +12,16 @@
 //! 3. Models whose distance chain exceeds `split` are unrelated: connected components under that
 //!    threshold are separate trees.
 //! 4. In each component, the minimum spanning arborescence (Chu–Liu/Edmonds) of the complete
-//!    digraph with cost(a → b) = d(a, b)·(1 + λ·(1 − vote(a → b))), a single root forced by a
+//!    digraph with cost(a → b) = d(a, b)²·(1 + λ·(1 − vote(a → b))), a single root forced by a
 //!    virtual super-root.
+//!
+//! Why squared distances: when fine-tuning steps are roughly independent, squared distances add
+//! up along a lineage (as the variance of a random walk does), so the arborescence is a
+//! minimum-evolution tree. With plain distances a sibling, about √2·d away, beats the true
+//! parent (d away) as soon as the kurtosis vote on the parent's edge is wrong (cost 2·d); with
+//! squared ones the two cost the same and the distances of the rest of the tree decide. On the
+//! simulated 100-model trees of RESULTS.md this took directed-edge accuracy from 80.5 % to
+//! 96.0 %.
 //!
 //! Each edge gets a confidence in [0, 1]: the direction vote times a parent margin,
 //! vote · (½ + ½·(c₂ − c₁)/(c₂ + c₁)), where c₁ is the chosen edge's cost and c₂ the cheapest
@@ -393,7 +401,9 @@ pub fn recover(labels: &[String], feats: &[ModelFeatures], opts: &LineageOptions
         let r = find(&mut parent, i);
         comps.entry(r).or_default().push(i);
     }
-    let cost = |i: usize, j: usize| dist[i][j] * (1.0 + opts.direction_weight * (1.0 - vote[i][j]));
+    let cost = |i: usize, j: usize| {
+        dist[i][j] * dist[i][j] * (1.0 + opts.direction_weight * (1.0 - vote[i][j]))
+    };
     let mut edges = Vec::new();
     let mut roots = Vec::new();
     for members in comps.values() {

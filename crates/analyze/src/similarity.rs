@@ -3,8 +3,9 @@
 //! reference) and the share of weights that changed beyond a tolerance (numpy's `isclose`
 //! rule: |a − b| > atol + rtol·|b|).
 //!
-//! Similarity *after alignment* (undoing permutation symmetries first) needs a `ModelSpec` from
-//! the spec crate and is not computed here.
+//! Similarity *after alignment* (permutation symmetries undone first) needs a `ModelSpec` and
+//! the symmetry crate, which this crate does not know: the caller aligns B to A and hands the
+//! aligned tensors to [`compare_values`], whose result goes into [`PairSimilarity::aligned`].
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -149,6 +150,120 @@ pub struct PairSimilarity {
     pub only_in_b: Vec<String>,
     /// Per shared tensor, in A's order.
     pub tensors: Vec<TensorSimilarity>,
+    /// The same metrics after B was aligned to A (permutation symmetries undone), when asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aligned: Option<AlignedSimilarity>,
+}
+
+/// Similarity of a pair after B was aligned to A.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlignedSimilarity {
+    /// How B was aligned (e.g. `weight` for Git Re-Basin weight matching).
+    pub method: String,
+    /// Over all shared tensors together.
+    pub cosine: f64,
+    /// ‖a − b‖ / ‖a‖ over all shared tensors.
+    pub rel_l2: f64,
+    /// Share of shared elements that changed.
+    pub changed: f64,
+    /// Per shared tensor, in A's order.
+    pub tensors: Vec<TensorSimilarity>,
+}
+
+impl AlignedSimilarity {
+    /// The aligned metrics of a pair compared with [`compare_values`].
+    pub fn from_pair(method: &str, p: PairSimilarity) -> AlignedSimilarity {
+        AlignedSimilarity {
+            method: method.to_string(),
+            cosine: p.cosine,
+            rel_l2: p.rel_l2,
+            changed: p.changed,
+            tensors: p.tensors,
+        }
+    }
+}
+
+/// One in-memory tensor for [`compare_values`].
+#[derive(Debug, Clone, Copy)]
+pub struct NamedValues<'a> {
+    /// Tensor name.
+    pub name: &'a str,
+    /// Row-major shape.
+    pub shape: &'a [usize],
+    /// Values (`shape`'s product of them).
+    pub values: &'a [f32],
+}
+
+/// Compares two models given as in-memory tensors (for example B after the symmetry crate
+/// aligned it to A) over the tensors they share (same name and shape), like [`compare_pair`].
+pub fn compare_values(
+    la: &str,
+    a: &[NamedValues<'_>],
+    lb: &str,
+    b: &[NamedValues<'_>],
+    opts: &SimilarityOptions,
+) -> PairSimilarity {
+    let find = |set: &[NamedValues<'_>], t: &NamedValues<'_>| {
+        set.iter()
+            .position(|u| u.name == t.name && u.shape == t.shape)
+    };
+    let pairs: Vec<(usize, usize)> = a
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| find(b, t).map(|j| (i, j)))
+        .collect();
+    let only_in_a = a
+        .iter()
+        .filter(|t| find(b, t).is_none())
+        .map(|t| t.name.to_string())
+        .collect();
+    let only_in_b = b
+        .iter()
+        .filter(|t| find(a, t).is_none())
+        .map(|t| t.name.to_string())
+        .collect();
+    let sums: Vec<PairSums> = pairs
+        .par_iter()
+        .map(|&(i, j)| PairSums::of(a[i].values, b[j].values, opts))
+        .collect();
+    let names: Vec<&str> = pairs.iter().map(|&(i, _)| a[i].name).collect();
+    assemble(la, lb, &names, &sums, only_in_a, only_in_b)
+}
+
+fn assemble(
+    la: &str,
+    lb: &str,
+    shared: &[&str],
+    sums: &[PairSums],
+    only_in_a: Vec<String>,
+    only_in_b: Vec<String>,
+) -> PairSimilarity {
+    let mut total = PairSums::default();
+    sums.iter().for_each(|s| total.add(s));
+    PairSimilarity {
+        a: la.to_string(),
+        b: lb.to_string(),
+        cosine: total.cosine(),
+        rel_l2: total.rel_l2(),
+        changed: total.changed_share(),
+        shared_numel: total.count,
+        norm_a: total.aa.sqrt(),
+        norm_b: total.bb.sqrt(),
+        only_in_a,
+        only_in_b,
+        tensors: shared
+            .iter()
+            .zip(sums)
+            .map(|(n, s)| TensorSimilarity {
+                name: n.to_string(),
+                numel: s.count,
+                cosine: s.cosine(),
+                rel_l2: s.rel_l2(),
+                changed: s.changed_share(),
+            })
+            .collect(),
+        aligned: None,
+    }
 }
 
 /// Similarities of all pairs of a set of models.
@@ -201,31 +316,7 @@ pub fn compare_pair(
             Ok(PairSums::of(&va, &vb, opts))
         })
         .collect::<Result<_, Error>>()?;
-    let mut total = PairSums::default();
-    sums.iter().for_each(|s| total.add(s));
-    Ok(PairSimilarity {
-        a: la.to_string(),
-        b: lb.to_string(),
-        cosine: total.cosine(),
-        rel_l2: total.rel_l2(),
-        changed: total.changed_share(),
-        shared_numel: total.count,
-        norm_a: total.aa.sqrt(),
-        norm_b: total.bb.sqrt(),
-        only_in_a,
-        only_in_b,
-        tensors: shared
-            .iter()
-            .zip(&sums)
-            .map(|(n, s)| TensorSimilarity {
-                name: n.to_string(),
-                numel: s.count,
-                cosine: s.cosine(),
-                rel_l2: s.rel_l2(),
-                changed: s.changed_share(),
-            })
-            .collect(),
-    })
+    Ok(assemble(la, lb, &shared, &sums, only_in_a, only_in_b))
 }
 
 /// Compares every pair of models.

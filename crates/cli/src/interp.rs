@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
-use weightspace_symmetry::lmc::{Evaluator, LmcPath, interpolate};
+use weightspace_symmetry::lmc::{
+    Evaluator, LmcPath, interpolate, repair_targets, rescale_units, unit_stats,
+};
 use weightspace_symmetry::{MatchOptions, Weights, align, apply};
 use weightspace_zoo::{Dataset, Net, State};
 
@@ -17,6 +19,19 @@ pub enum AlignMethod {
     Weight,
     /// Activation matching on the data.
     Activation,
+}
+
+/// What `--repair` does at every interior point of the path.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RepairMode {
+    /// `bn` for networks with BatchNorm, `rescale` otherwise.
+    Auto,
+    /// BatchNorm reset: re-estimate the running statistics on the training data.
+    Bn,
+    /// REPAIR proper (Jordan et al. 2022), for MLPs: rescale each hidden unit's
+    /// pre-activation so that its mean and std on the training data are the interpolation of
+    /// the endpoints' statistics.
+    Rescale,
 }
 
 /// Interpolate between two models, θλ = (1−λ)·θA + λ·θB, print loss and accuracy along the
@@ -38,10 +53,14 @@ pub struct Args {
     /// Also align B to A and report the barrier after alignment.
     #[arg(long, value_enum)]
     pub align: Option<AlignMethod>,
-    /// REPAIR baseline: re-estimate BatchNorm running statistics on the training data at
-    /// every interior point (no effect on networks without BatchNorm).
-    #[arg(long)]
-    pub repair: bool,
+    /// REPAIR at every interior point: `--repair=bn` re-estimates BatchNorm running
+    /// statistics on the training data (the reset baseline); `--repair=rescale` (REPAIR,
+    /// Jordan et al. 2022; MLPs without normalisation) rescales each hidden unit's incoming
+    /// weights and bias, layer by layer, so that its pre-activation mean and std on the
+    /// training data are (1−λ)·(those of A) + λ·(those of B); `--repair` alone picks `bn` for
+    /// nets with BatchNorm and `rescale` otherwise.
+    #[arg(long, value_enum, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
+    pub repair: Option<RepairMode>,
     /// Seed of the alignment.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -90,8 +109,103 @@ pub struct ZooEval {
     pub net: Net,
     /// Scored on this data.
     pub data: Dataset,
-    /// REPAIR re-estimates BatchNorm statistics on this data.
+    /// REPAIR re-estimates BatchNorm statistics (or activation statistics) on this data.
     pub train: Dataset,
+    /// What [`Evaluator::repair`] does: `Bn` or `Rescale` (`Auto` is resolved by
+    /// [`ZooEval::resolve_repair`]); `None` leaves the weights alone.
+    pub repair: Option<RepairMode>,
+}
+
+/// The input of hidden layer `k`: the data for the first, the previous layer's activations
+/// otherwise.
+fn layer_input<'a>(x: &'a [f32], h: &'a [Vec<f32>], k: usize) -> &'a [f32] {
+    if k == 0 { x } else { &h[k - 1] }
+}
+
+/// The (weight, bias) names of an MLP's hidden dense layers, in order; `None` for networks
+/// that are not plain MLPs (convolutions, BatchNorm).
+pub fn hidden_dense_layers(net: &Net) -> Option<Vec<(String, String)>> {
+    if !net.buffers().is_empty() {
+        return None;
+    }
+    let ps = net.params();
+    if ps.len() % 2 != 0 || ps.len() < 4 {
+        return None;
+    }
+    let mut layers = Vec::new();
+    for pair in ps.chunks_exact(2) {
+        let (w, b) = (&pair[0], &pair[1]);
+        if w.shape.len() != 2 || b.shape != [w.shape[0]] {
+            return None;
+        }
+        layers.push((w.name.clone(), b.name.clone()));
+    }
+    layers.pop(); // the output layer is not repaired
+    Some(layers)
+}
+
+impl ZooEval {
+    /// Resolves `Auto` against the network and refuses a mode the network cannot take.
+    pub fn resolve_repair(&mut self, mode: Option<RepairMode>) -> anyhow::Result<()> {
+        let bn = !self.net.buffers().is_empty();
+        let mlp = hidden_dense_layers(&self.net).is_some();
+        self.repair = match mode {
+            None => None,
+            Some(RepairMode::Auto) if bn => Some(RepairMode::Bn),
+            Some(RepairMode::Auto) if mlp => Some(RepairMode::Rescale),
+            Some(RepairMode::Auto) => {
+                eprintln!(
+                    "warning: --repair: this network has no BatchNorm and is not an MLP; nothing to repair"
+                );
+                None
+            }
+            Some(RepairMode::Bn) if !bn => {
+                return Err(bad_input(
+                    "--repair=bn: the network has no BatchNorm layers",
+                ));
+            }
+            Some(RepairMode::Rescale) if !mlp => {
+                return Err(bad_input(
+                    "--repair=rescale is implemented for MLPs (dense layers without BatchNorm); use --repair=bn for nets with BatchNorm",
+                ));
+            }
+            other => other,
+        };
+        Ok(())
+    }
+
+    /// REPAIR by activation rescaling: layer by layer, the interpolated net's hidden units are
+    /// rescaled to the interpolated statistics of the endpoints, measured on the training data.
+    fn rescale(
+        &self,
+        w: &Weights,
+        a: &Weights,
+        b: &Weights,
+        lambda: f64,
+    ) -> weightspace_symmetry::Result<Weights> {
+        let layers = hidden_dense_layers(&self.net).unwrap_or_default();
+        let n = self.train.len();
+        let x = &self.train.x;
+        let acts = |m: &Weights| -> weightspace_symmetry::Result<Vec<Vec<f32>>> {
+            Ok(self.net.hidden_activations(&zoo_state(&self.net, m)?, x, n))
+        };
+        let (ha, hb) = (acts(a)?, acts(b)?);
+        let mut out = w.clone();
+        for (k, (wn, bn)) in layers.iter().enumerate() {
+            let sa = unit_stats(layer_input(x, &ha, k), n, a.float(wn)?, a.get(bn))?;
+            let sb = unit_stats(layer_input(x, &hb, k), n, b.float(wn)?, b.get(bn))?;
+            let hw = if k == 0 { Vec::new() } else { acts(&out)? };
+            let sw = unit_stats(layer_input(x, &hw, k), n, out.float(wn)?, out.get(bn))?;
+            rescale_units(
+                &mut out,
+                wn,
+                Some(bn),
+                &sw,
+                &repair_targets(&sa, &sb, lambda),
+            )?;
+        }
+        Ok(out)
+    }
 }
 
 impl Evaluator for ZooEval {
@@ -101,11 +215,27 @@ impl Evaluator for ZooEval {
         Ok((m.loss, m.accuracy))
     }
 
-    /// BatchNorm reset (the REPAIR baseline): running statistics re-estimated from 40
-    /// training-mode batches of 256 training samples (momentum 0.1, so the old statistics
-    /// weigh 0.9^40 ≈ 1.5 %). Networks without BatchNorm are returned unchanged.
-    fn repair(&self, w: &Weights, _a: &Weights, _b: &Weights, _l: f64) -> Option<Weights> {
-        if self.net.buffers().is_empty() || self.train.is_empty() {
+    /// `Rescale`: REPAIR by activation rescaling ([`ZooEval::rescale`]). `Bn`: BatchNorm reset
+    /// (the REPAIR baseline): running statistics re-estimated from 40 training-mode batches of
+    /// 256 training samples (momentum 0.1, so the old statistics weigh 0.9^40 ≈ 1.5 %).
+    fn repair(&self, w: &Weights, a: &Weights, b: &Weights, lambda: f64) -> Option<Weights> {
+        if self.train.is_empty() {
+            return None;
+        }
+        match self.repair {
+            Some(RepairMode::Rescale) => {
+                return match self.rescale(w, a, b, lambda) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        tracing::warn!("REPAIR rescale failed at λ = {lambda}: {e}");
+                        None
+                    }
+                };
+            }
+            Some(RepairMode::Bn) => {}
+            _ => return None,
+        }
+        if self.net.buffers().is_empty() {
             return None;
         }
         let mut st = zoo_state(&self.net, w).ok()?;
@@ -143,6 +273,42 @@ pub fn digits_split(data: Option<&std::path::Path>) -> anyhow::Result<weightspac
     Ok(weightspace_zoo::data::digits()?)
 }
 
+/// How far apart two zoo checkpoints' functions are: the largest |Δ| between their outputs
+/// (logits) on the digits test inputs, the number of inputs, and on how many of them the
+/// predicted class agrees. `permute` and `align` must leave this at float rounding.
+pub fn output_difference(
+    a: &std::path::Path,
+    b: &std::path::Path,
+) -> anyhow::Result<(f64, usize, usize)> {
+    let (na, sa) = weightspace_zoo::load_model(a)?;
+    let (nb, sb) = weightspace_zoo::load_model(b)?;
+    let test = digits_split(None)?.test;
+    let n = test.len();
+    let (ya, yb) = (na.predict(&sa, &test.x, n), nb.predict(&sb, &test.x, n));
+    if ya.len() != yb.len() || n == 0 {
+        return Err(bad_input(format!(
+            "{} and {}: the networks have different outputs",
+            a.display(),
+            b.display()
+        )));
+    }
+    let max = ya
+        .iter()
+        .zip(&yb)
+        .map(|(x, y)| (x - y).abs() as f64)
+        .fold(0.0, f64::max);
+    let k = ya.len() / n;
+    let argmax = |v: &[f32]| {
+        (0..v.len())
+            .max_by(|&i, &j| v[i].total_cmp(&v[j]))
+            .unwrap_or(0)
+    };
+    let same = (0..n)
+        .filter(|&i| argmax(&ya[i * k..(i + 1) * k]) == argmax(&yb[i * k..(i + 1) * k]))
+        .count();
+    Ok((max, n, same))
+}
+
 /// The evaluator for the models and data: the zoo's small-net runtime.
 fn evaluator(path: &std::path::Path, data: Option<&std::path::Path>) -> anyhow::Result<ZooEval> {
     let (net, _) = weightspace_zoo::load_model(path).map_err(|e| {
@@ -156,6 +322,7 @@ fn evaluator(path: &std::path::Path, data: Option<&std::path::Path>) -> anyhow::
         net,
         data: split.test,
         train: split.train,
+        repair: None,
     })
 }
 
@@ -190,8 +357,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let (wa, spec, _) = load(&a.a, a.spec.as_deref())?;
     let (wb, _, _) = load(&a.b, a.spec.as_deref())?;
     wa.check_compatible(&wb).map_err(sym_err)?;
-    let eval = evaluator(&a.a, a.data.as_deref())?;
-    let naive = interpolate(&eval, &wa, &wb, a.steps, a.repair).map_err(sym_err)?;
+    let mut eval = evaluator(&a.a, a.data.as_deref())?;
+    eval.resolve_repair(a.repair)?;
+    let repair = eval.repair.is_some();
+    let naive = interpolate(&eval, &wa, &wb, a.steps, repair).map_err(sym_err)?;
     let aligned = match a.align {
         None => None,
         Some(AlignMethod::Activation) => {
@@ -199,7 +368,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 crate::align::activation_transform(&spec, &a.a, &a.b, &wa, &wb, a.data.as_deref())?;
             let mut b2 = wb.clone();
             apply(&spec, &mut b2, &t).map_err(sym_err)?;
-            Some(interpolate(&eval, &wa, &b2, a.steps, a.repair).map_err(sym_err)?)
+            Some(interpolate(&eval, &wa, &b2, a.steps, repair).map_err(sym_err)?)
         }
         Some(AlignMethod::Weight) => {
             let opts = MatchOptions {
@@ -207,7 +376,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 ..MatchOptions::default()
             };
             let (b2, _) = align(&spec, &wa, &wb, &opts).map_err(sym_err)?;
-            Some(interpolate(&eval, &wa, &b2, a.steps, a.repair).map_err(sym_err)?)
+            Some(interpolate(&eval, &wa, &b2, a.steps, repair).map_err(sym_err)?)
         }
     };
     let rep = Report { naive, aligned };

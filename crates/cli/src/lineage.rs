@@ -94,8 +94,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An indented tree per root.
-fn print_tree(rep: &lineage::LineageReport) {
+/// Prints an indented tree per root.
+pub fn print_tree(rep: &lineage::LineageReport) {
     fn walk(rep: &lineage::LineageReport, node: &str, depth: usize) {
         for e in rep.edges.iter().filter(|e| e.parent == node) {
             println!(

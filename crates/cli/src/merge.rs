@@ -1,15 +1,19 @@
 //! `weightspace merge`: merge checkpoints from a mergekit YAML config.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use weightspace_io::parse_size;
 use weightspace_merge::{
-    ExecOptions, MergeConfig, PlanOptions, config::parse_dtype, execute, plan,
+    Align, ExecOptions, MergeConfig, Plan, PlanOptions, TOKENIZER_FILES, config::parse_dtype,
+    execute, plan,
 };
+use weightspace_symmetry::{MatchOptions, align};
 
 use crate::exit::bad_input;
 use crate::progress;
+use crate::spec::{load, sym_err, write_output};
 
 /// Merge checkpoints as a mergekit YAML config describes (linear, slerp, nuslerp, multislerp,
 /// karcher, task_arithmetic, ties, dare_ties, dare_linear, breadcrumbs, breadcrumbs_ties,
@@ -21,6 +25,11 @@ use crate::progress;
 /// failed merge leaves no output. `model:` is a local path (file, folder or
 /// `*.index.json`) or a Hugging Face id found in the local cache ($HF_HOME/hub or
 /// ~/.cache/huggingface/hub); nothing is downloaded.
+///
+/// `--align weight` (or `align: weight` at the top of the config, a weightspace extension that
+/// mergekit does not have) first permutes every model into the basin of the base model (the
+/// first model when there is no base) by Git Re-Basin weight matching — for models trained
+/// from different initialisations — and merges the aligned copies.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The mergekit YAML config.
@@ -41,6 +50,14 @@ pub struct Args {
     /// FusionBench; a first pass reads every tensor).
     #[arg(long, value_name = "SCOPE", default_value = "tensor", value_parser = ["tensor", "global"])]
     pub topk_scope: String,
+    /// Align every model to the base (or the first model) before merging: `weight` (Git
+    /// Re-Basin weight matching; models are read whole into memory, one at a time) or `none`.
+    /// Overrides the config's `align:` key.
+    #[arg(long, value_name = "METHOD", value_parser = ["weight", "none"])]
+    pub align: Option<String>,
+    /// Seed of the alignment's random group order.
+    #[arg(long, default_value_t = 0)]
+    pub align_seed: u64,
     /// Validate the config against the models and print the plan; write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -77,16 +94,94 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         ))
     })?;
     let topk_global = a.topk_scope == "global";
-    let cfg = MergeConfig::from_file(&a.config).map_err(lift)?;
-    let p = plan(
-        cfg,
-        &PlanOptions {
-            dtype,
-            topk_global,
-            cache_dirs: None,
-        },
-    )
-    .map_err(lift)?;
+    let mut cfg = MergeConfig::from_file(&a.config).map_err(lift)?;
+    if let Some(s) = &a.align {
+        cfg.align = Align::parse(s).expect("clap checked the value");
+    }
+    let targets = match cfg.align {
+        Some(Align::Weight) => Some(cfg.align_targets().map_err(lift)?),
+        None => None,
+    };
+    let opts = PlanOptions {
+        dtype,
+        topk_global,
+        ..PlanOptions::default()
+    };
+    // Validate the whole config (headers only) before aligning anything.
+    let mut p = plan(cfg.clone(), &opts).map_err(lift)?;
+    // Align-then-merge: aligned copies in a temp folder beside the output, merged in place of
+    // the models (the plan keeps the config's names); the folder goes when `_aligned` drops.
+    let mut _aligned = None;
+    let mut align_report = Vec::new();
+    if let (Some((reference, others)), false) = (&targets, a.dry_run) {
+        weightspace_merge::check_output(&a.out_dir, a.overwrite).map_err(lift)?;
+        let path_of = |p: &Plan, name: &str| {
+            p.models
+                .iter()
+                .find(|m| m.name == name)
+                .map(|m| m.path.clone())
+                .expect("planned")
+        };
+        let ref_path = path_of(&p, &reference.name);
+        let (wr, spec, _) = load(&ref_path, None)?;
+        let parent = match a.out_dir.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".weightspace-align.")
+            .tempdir_in(&parent)?;
+        let mut sources = BTreeMap::new();
+        for (k, o) in others.iter().enumerate() {
+            let src = path_of(&p, &o.name);
+            let (wo, _, ck) = load(&src, None)?;
+            wr.check_compatible(&wo).map_err(|e| {
+                bad_input(format!(
+                    "align: `{}` cannot be aligned to `{}`: {}",
+                    o.name,
+                    reference.name,
+                    sym_err(e)
+                ))
+            })?;
+            let mopts = MatchOptions {
+                seed: a.align_seed,
+                ..MatchOptions::default()
+            };
+            let (aligned, r) = align(&spec, &wr, &wo, &mopts).map_err(sym_err)?;
+            let dir = tmp.path().join(k.to_string());
+            std::fs::create_dir_all(&dir)?;
+            let folder = copy_side_files(&src, &dir)?;
+            let file = write_output(
+                &aligned,
+                &ck,
+                &src,
+                &dir.join("model.safetensors"),
+                &[("weightspace.align.reference", reference.name.clone())],
+            )?;
+            let (before, after) = (
+                wr.l2_distance(&wo).map_err(sym_err)?,
+                wr.l2_distance(&aligned).map_err(sym_err)?,
+            );
+            align_report.push(json!({
+                "model": o.name, "reference": reference.name, "groups": spec.groups.len(),
+                "sweeps": r.sweeps, "l2_before": before, "l2_after": after,
+            }));
+            if !a.json {
+                println!(
+                    "aligned {} to {} by weight matching ({} groups, {} sweeps): L2 distance {before:.4} -> {after:.4}",
+                    o.name,
+                    reference.name,
+                    spec.groups.len(),
+                    r.sweeps
+                );
+            }
+            // A folder input stays a folder (its config.json and tokenizer files beside it).
+            sources.insert(o.name.clone(), if folder { dir } else { file });
+        }
+        p = plan(cfg, &PlanOptions { sources, ..opts }).map_err(lift)?;
+        _aligned = Some(tmp);
+    }
     for w in &p.warnings {
         eprintln!("warning: {w}");
     }
@@ -139,6 +234,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 total_params,
                 total_bytes
             );
+            if let Some((r, o)) = &targets {
+                println!(
+                    "would align {} model(s) to {} by weight matching first",
+                    o.len(),
+                    r.name
+                );
+            }
             println!("config is valid; nothing written (--dry-run)");
         }
         return Ok(());
@@ -169,6 +271,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 "tensors": summary.tensors,
                 "bytes": summary.bytes,
                 "method": p.method.name(),
+                "aligned": align_report,
             }))?
         );
     } else {
@@ -184,4 +287,27 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Copies a model folder's `config.json` and tokenizer files beside its aligned copy, so that
+/// `tokenizer_source` and the output's `config.json` work as with the original. Returns whether
+/// the input was a model folder (or an index inside one).
+fn copy_side_files(src: &Path, dir: &Path) -> anyhow::Result<bool> {
+    let folder = if src.is_dir() {
+        src.to_path_buf()
+    } else if src.to_string_lossy().ends_with(".index.json") {
+        match src.parent() {
+            Some(p) => p.to_path_buf(),
+            None => return Ok(false),
+        }
+    } else {
+        return Ok(false);
+    };
+    for f in std::iter::once("config.json").chain(TOKENIZER_FILES) {
+        let from = folder.join(f);
+        if from.is_file() {
+            std::fs::copy(&from, dir.join(f))?;
+        }
+    }
+    Ok(true)
 }

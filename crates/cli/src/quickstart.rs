@@ -8,13 +8,18 @@ use weightspace_io::{
     Checkpoint, ConvertOptions, DType, TensorInfo, convert, encode_f32, write_safetensors,
 };
 
-use crate::{align, diff, hash, inspect, interp, merge, permute, stats, zoo};
+use crate::{
+    align, diff, hash, inspect, interp, lineage, merge, permute, report, similarity, spectral,
+    stats, zoo,
+};
 
 /// The quickstart's zoo config, shipped as `zoos/tiny.toml`.
 const TINY_ZOO: &str = include_str!("../../../zoos/tiny.toml");
 
 /// A guided tour: writes a small set of demo checkpoints to a folder and walks through
-/// inspect, stats, diff, hash and convert on them.
+/// inspect, stats, diff, hash and convert on them; trains a small zoo on the bundled digits and
+/// merges, permutes, aligns and interpolates its nets; then analyses them from the weights
+/// alone (spectral metrics, similarity after alignment, the fine-tune tree, an HTML report).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Folder for everything the tour writes (created if missing).
@@ -239,6 +244,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         max_shard_size: "5GB".into(),
         dtype: None,
         topk_scope: "tensor".into(),
+        align: None,
+        align_seed: 0,
         dry_run: false,
         overwrite: true,
         json: false,
@@ -268,6 +275,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         b: permuted.clone(),
         json: false,
     })?;
+    // Measured, not asserted: both nets through the zoo runtime on the digits test inputs.
+    let (max_diff, n, same) = interp::output_difference(&parent, &permuted)?;
+    println!(
+        "outputs before/after permute: max |Δ| = {max_diff:.1e} on {n} inputs (digits test split, zoo runtime); same predicted class on {same}/{n}"
+    );
     let realigned = out.join("parent-realigned.safetensors");
     section(
         "10. align the permuted copy back to the parent (Git Re-Basin weight matching)",
@@ -278,7 +290,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     );
     align::run(align::Args {
         reference: parent.clone(),
-        other: permuted,
+        other: permuted.clone(),
         output: realigned.clone(),
         method: align::Method::Weight,
         data: None,
@@ -288,7 +300,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         json: false,
     })?;
     diff::run(diff::Args {
-        a: parent,
+        a: parent.clone(),
         b: realigned,
         json: false,
     })?;
@@ -311,24 +323,123 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         data: None,
         steps: 5,
         align: Some(interp::AlignMethod::Weight),
-        repair: false,
+        repair: None,
         seed: 0,
         spec: None,
         json: false,
+    })?;
+
+    // Analysis from the weights alone.
+    section(
+        "12. spectral metrics of a trained net (WeightWatcher's definitions)",
+        &format!("weightspace spectral {}", parent.display()),
+    );
+    spectral::run(spectral::Args {
+        path: parent.clone(),
+        json: false,
+        parquet: None,
+        max_dim: None,
+        flatten_conv: false,
+        min_evals: 8,
+        no_traps: false,
+        seed: 0,
+    })?;
+    section(
+        "13. similarity before and after undoing the permutation (weight matching)",
+        &format!(
+            "weightspace similarity {} {d}/parent-permuted.safetensors --align weight",
+            parent.display()
+        ),
+    );
+    similarity::run(similarity::Args {
+        paths: vec![parent.clone(), permuted],
+        json: false,
+        rtol: 1e-5,
+        atol: 1e-8,
+        tensors: false,
+        align: Some(similarity::AlignMethod::Weight),
+        spec: None,
+        seed: 0,
+    })?;
+    let (family, truth) = fine_tune_tree(&zoo_dir)?;
+    section(
+        "14. recover the fine-tune tree from the weights alone (MoTHer-style lineage)",
+        &format!(
+            "weightspace lineage {d}/zoo/models/base-*/epoch_8.safetensors {d}/zoo/models/ft-*/epoch_2.safetensors"
+        ),
+    );
+    let models = lineage::open_models(&family)?;
+    let tree = weightspace_analyze::lineage::lineage(
+        &models,
+        &weightspace_analyze::lineage::LineageOptions::default(),
+        &|| {},
+    )
+    .map_err(lineage::analyze_err)?;
+    lineage::print_tree(&tree);
+    let right = tree
+        .edges
+        .iter()
+        .filter(|e| truth.contains(&(e.parent.clone(), e.child.clone())))
+        .count();
+    println!(
+        "{right} of the {} parent -> child edges in the zoo catalog recovered",
+        truth.len()
+    );
+    section(
+        "15. one self-contained HTML report: tables, ESD plots, alpha per layer, similarity, lineage",
+        &format!(
+            "weightspace report {d}/zoo/models/base-*/epoch_8.safetensors {d}/zoo/models/ft-*/epoch_2.safetensors -o {d}/report.html"
+        ),
+    );
+    report::run(report::Args {
+        paths: family,
+        out: out.join("report.html"),
+        max_plots: 24,
+        max_dim: None,
+        no_traps: false,
+        seed: 0,
     })?;
     println!("\nEvery command takes --json for machines and --help for details.");
     Ok(())
 }
 
-/// The last checkpoint of a zoo model that has at least two fine-tuned children, and the last
-/// checkpoints of two of its children.
-fn fine_tune_family(zoo_dir: &Path) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
+/// The last checkpoints of every zoo model that has a parent or children (sorted by path, as a
+/// shell glob lists them), and the true (parent, child) pairs among them, as path labels.
+fn fine_tune_tree(zoo_dir: &Path) -> anyhow::Result<(Vec<PathBuf>, Vec<Edge>)> {
+    let last = last_states(zoo_dir)?;
+    let mut family: Vec<PathBuf> = Vec::new();
+    let mut truth = Vec::new();
+    for (id, (_, file, parent)) in &last {
+        let has_children = last
+            .values()
+            .any(|(_, _, p)| p.as_deref() == Some(id.as_str()));
+        if let Some((_, pfile, _)) = parent.as_ref().and_then(|p| last.get(p)) {
+            truth.push((
+                weightspace_analyze::discover::label(pfile),
+                weightspace_analyze::discover::label(file),
+            ));
+        }
+        if has_children || parent.is_some() {
+            family.push(file.clone());
+        }
+    }
+    family.sort();
+    Ok((family, truth))
+}
+
+/// A (parent, child) pair of path labels.
+type Edge = (String, String);
+
+/// Zoo model id -> (epoch, file, parent id) of its last state.
+type LastStates = BTreeMap<String, (i64, PathBuf, Option<String>)>;
+
+/// Last state (highest epoch) of each zoo model.
+fn last_states(zoo_dir: &Path) -> anyhow::Result<LastStates> {
     let rows = weightspace_zoo::export::read_catalog(zoo_dir)?;
     let get = |r: &serde_json::Map<String, serde_json::Value>, k: &str| {
         r.get(k).and_then(|v| v.as_str()).map(str::to_string)
     };
-    // Last state (highest epoch) of each model.
-    let mut last: BTreeMap<String, (i64, PathBuf, Option<String>)> = BTreeMap::new();
+    let mut last = LastStates::new();
     for r in &rows {
         let (Some(id), Some(file)) = (get(r, "model_id"), get(r, "file")) else {
             continue;
@@ -338,6 +449,13 @@ fn fine_tune_family(zoo_dir: &Path) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
             last.insert(id, (epoch, zoo_dir.join(file), get(r, "parent_id")));
         }
     }
+    Ok(last)
+}
+
+/// The last checkpoint of a zoo model that has at least two fine-tuned children, and the last
+/// checkpoints of two of its children.
+fn fine_tune_family(zoo_dir: &Path) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
+    let last = last_states(zoo_dir)?;
     for (id, (_, file, _)) in &last {
         let children: Vec<PathBuf> = last
             .values()

@@ -689,11 +689,38 @@ fn quickstart_runs() {
     let o = run_p(&[&"quickstart", &"--out", &out]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s = stdout(&o);
-    for word in ["inspect", "stats", "diff", "hash"] {
+    for word in [
+        "inspect",
+        "stats",
+        "diff",
+        "hash",
+        "spectral",
+        "similarity",
+        "lineage",
+        "report",
+    ] {
         assert!(s.contains(&format!("weightspace {word}")), "{word}: {s}");
     }
+    // The permute step measures the outputs of both nets: unchanged up to float rounding.
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("outputs before/after permute: max |Δ| = "))
+        .unwrap_or_else(|| panic!("no output check after permute: {s}"));
+    let delta: f64 = line["outputs before/after permute: max |Δ| = ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(delta < 1e-4, "{line}");
     let files = dir_entries(&out);
     assert!(files.contains(&"base.safetensors".to_string()), "{files:?}");
+    assert!(files.contains(&"report.html".to_string()), "{files:?}");
+    // The lineage step scores itself against the zoo catalog.
+    assert!(
+        s.contains("parent -> child edges in the zoo catalog recovered"),
+        "{s}"
+    );
     // What it wrote is readable, and a rerun gives the same bytes (fixed seed).
     let first = std::fs::read(out.join("base.safetensors")).unwrap();
     Checkpoint::open(out.join("base.safetensors")).unwrap();

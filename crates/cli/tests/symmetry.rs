@@ -3,21 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use weightspace_io::{DType, TensorInfo, encode_f32, write_safetensors};
 
-fn ws(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_weightspace"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+mod common;
+use common::ws;
 
 /// A 5-16-12-3 MLP with pseudo-random weights, `activation = relu` in the metadata.
 fn write_mlp(path: &Path, seed: u32) {
@@ -134,6 +124,88 @@ fn permute_canon_align_roundtrip() {
 }
 
 #[test]
+fn similarity_after_alignment_sees_through_a_permutation() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n).to_str().unwrap().to_string();
+    write_mlp(Path::new(&p("m.safetensors")), 4);
+    let (rc, _, err) = ws(&[
+        "permute",
+        &p("m.safetensors"),
+        &p("p.safetensors"),
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let (rc, out, err) = ws(&[
+        "similarity",
+        &p("m.safetensors"),
+        &p("p.safetensors"),
+        "--align",
+        "weight",
+        "--json",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let pair = &v["pairs"][0];
+    let before = pair["cosine"].as_f64().unwrap();
+    let al = &pair["aligned"];
+    assert_eq!(al["method"], "weight", "{out}");
+    let after = al["cosine"].as_f64().unwrap();
+    // Uniform weights centred on 0: unrelated units are nearly orthogonal.
+    assert!(before < 0.5, "cosine before alignment {before}");
+    assert!((after - 1.0).abs() < 1e-9, "cosine after alignment {after}");
+    assert_eq!(al["rel_l2"].as_f64().unwrap(), 0.0, "{out}");
+    assert_eq!(al["changed"].as_f64().unwrap(), 0.0, "{out}");
+    let tensors = al["tensors"].as_array().unwrap();
+    assert_eq!(tensors.len(), 6);
+    assert!(
+        tensors
+            .iter()
+            .all(|t| (t["cosine"].as_f64().unwrap() - 1.0).abs() < 1e-9)
+    );
+    // The table has the aligned columns; without --align the JSON has no "aligned".
+    let (rc, out, _) = ws(&[
+        "similarity",
+        &p("m.safetensors"),
+        &p("p.safetensors"),
+        "--align",
+        "weight",
+    ]);
+    assert_eq!(rc, 0);
+    assert!(out.contains("aligned_cosine"), "{out}");
+    let (_, out, _) = ws(&[
+        "similarity",
+        &p("m.safetensors"),
+        &p("p.safetensors"),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["pairs"][0].get("aligned").is_none(), "{out}");
+    // Models that cannot be aligned: exit 2, naming both.
+    let infos = vec![TensorInfo {
+        name: "layers.0.weight".into(),
+        dtype: DType::F32,
+        shape: vec![16, 5],
+    }];
+    write_safetensors(
+        Path::new(&p("o.safetensors")),
+        &infos,
+        &BTreeMap::new(),
+        |_| Ok(vec![0u8; 320].into()),
+    )
+    .unwrap();
+    let (rc, _, err) = ws(&[
+        "similarity",
+        &p("m.safetensors"),
+        &p("o.safetensors"),
+        "--align",
+        "weight",
+    ]);
+    assert_eq!(rc, 2, "{err}");
+    assert!(err.contains("o.safetensors"), "{err}");
+}
+
+#[test]
 fn bad_inputs_exit_2() {
     let d = tempfile::tempdir().unwrap();
     let p = |n: &str| d.path().join(n).to_str().unwrap().to_string();
@@ -219,6 +291,31 @@ fn interp_and_activation_matching_on_a_zoo_pair() {
         "activation",
     ]);
     assert_eq!(rc, 0, "{err}");
+    // REPAIR by activation rescaling (the nets have no BatchNorm): the endpoints are left
+    // alone, the interior points change and the naive barrier drops.
+    let barrier = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["interp", a.as_str(), b.as_str(), "--steps", "5", "--json"];
+        args.extend_from_slice(extra);
+        let (rc, out, err) = ws(&args);
+        assert_eq!(rc, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let plain = barrier(&[]);
+    let rep = barrier(&["--repair"]);
+    assert_eq!(rep, barrier(&["--repair=rescale"]));
+    let pts = |v: &serde_json::Value| v["naive"]["points"].as_array().unwrap().clone();
+    assert_eq!(pts(&plain)[0], pts(&rep)[0]);
+    assert_eq!(pts(&plain)[4], pts(&rep)[4]);
+    assert_ne!(pts(&plain)[2], pts(&rep)[2]);
+    let lb = |v: &serde_json::Value| v["naive"]["loss_barrier"].as_f64().unwrap();
+    assert!(
+        lb(&rep) < lb(&plain),
+        "REPAIR {} vs {}",
+        lb(&rep),
+        lb(&plain)
+    );
+    // BatchNorm reset on a net without BatchNorm: bad input.
+    assert_eq!(ws(&["interp", &a, &b, "--repair=bn"]).0, 2);
     // Non-zoo checkpoints: bad input.
     write_mlp(Path::new(&p("m.safetensors")), 1);
     assert_eq!(

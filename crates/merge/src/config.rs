@@ -2,7 +2,8 @@
 //! the key it is about (`models[1].parameters.density[0].value`).
 //!
 //! Accepted top-level keys: `merge_method`, `base_model`, `models`, `slices`, `parameters`,
-//! `dtype`, `out_dtype`, `tokenizer_source`. Keys mergekit knows but weightspace does not act on
+//! `dtype`, `out_dtype`, `tokenizer_source`, and weightspace's own `align` (mergekit has no such
+//! key and would ignore it). Keys mergekit knows but weightspace does not act on
 //! (`name`, `chat_template`, `residual_weight`, ...) and unknown keys give warnings, not errors,
 //! so that mergekit configs are accepted unchanged. `modules:` and `tokenizer:` (tokenizer
 //! building) are refused with a clear error.
@@ -159,6 +160,28 @@ pub enum TokenizerSource {
     Model(ModelRef),
 }
 
+/// `align:` — a weightspace extension (mergekit has no such key): align every model to the base
+/// model (or to the first model when there is none) before merging, for models trained from
+/// different initialisations. The merge crate only records the request; the aligning is done
+/// by `weightspace-symmetry` before planning, and the merge reads the aligned copies
+/// ([`crate::PlanOptions::sources`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    /// Git Re-Basin weight matching (permutations only; the functions do not change).
+    Weight,
+}
+
+impl Align {
+    /// Parses `weight` (and `none` as "no alignment").
+    pub fn parse(s: &str) -> Option<Option<Align>> {
+        match s {
+            "weight" | "weights" | "weight_matching" => Some(Some(Align::Weight)),
+            "none" => Some(None),
+            _ => None,
+        }
+    }
+}
+
 /// A parsed merge configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MergeConfig {
@@ -180,6 +203,8 @@ pub struct MergeConfig {
     pub out_dtype: Option<weightspace_io::DType>,
     /// `tokenizer_source`.
     pub tokenizer_source: Option<TokenizerSource>,
+    /// `align` (weightspace extension): align the models to the base before merging.
+    pub align: Option<Align>,
     /// Things accepted but not acted on, for the user to see.
     pub warnings: Vec<String>,
 }
@@ -430,6 +455,7 @@ impl MergeConfig {
             dtype: None,
             out_dtype: None,
             tokenizer_source: None,
+            align: None,
             warnings: Vec::new(),
         };
         let mut has_models = false;
@@ -489,6 +515,20 @@ impl MergeConfig {
                             ));
                         }
                         _ => Some(TokenizerSource::Model(w.model(v, key)?)),
+                    }
+                }
+                "align" => {
+                    cfg.align = match v {
+                        Value::Null => None,
+                        _ => {
+                            let s = w.string(v, key)?;
+                            Align::parse(&s).ok_or_else(|| {
+                                w.err(
+                                    key,
+                                    format!("unknown alignment `{s}`; use `weight` (weight matching) or `none`"),
+                                )
+                            })?
+                        }
                     }
                 }
                 "tokenizer" => {
@@ -624,6 +664,29 @@ impl MergeConfig {
         Ok(cfg)
     }
 
+    /// The models `align` acts on: the reference (the base model, else the first model) and
+    /// every other model of `models:`, each once. Alignment needs `models:`: layer slices of
+    /// different models (frankenmerges) have no common basin to align to.
+    pub fn align_targets(&self) -> Result<(ModelRef, Vec<ModelRef>)> {
+        if !self.slices.is_empty() {
+            return Err(self.err(
+                "align",
+                "alignment needs `models:`; `slices:` (layer ranges of different models) cannot be aligned as whole models",
+            ));
+        }
+        let reference = match &self.base_model {
+            Some(b) => b.clone(),
+            None => self.models[0].model.clone(),
+        };
+        let mut others: Vec<ModelRef> = Vec::new();
+        for m in &self.models {
+            if m.model.name != reference.name && !others.iter().any(|o| o.name == m.model.name) {
+                others.push(m.model.clone());
+            }
+        }
+        Ok((reference, others))
+    }
+
     /// An error about `key` of this config.
     pub fn err(&self, key: &str, msg: impl Into<String>) -> Error {
         Error::Config {
@@ -691,6 +754,33 @@ mod tests {
         assert!(e.to_string().contains("`models`"), "{e}");
         let e = parse("merge_method: [linear\n").unwrap_err();
         assert!(matches!(e, Error::Yaml { .. }), "{e}");
+    }
+
+    #[test]
+    fn align_key() {
+        let c = parse(
+            "merge_method: linear\nalign: weight\nmodels: [{model: a}, {model: b}, {model: a}]",
+        )
+        .unwrap();
+        assert_eq!(c.align, Some(Align::Weight));
+        let (r, o) = c.align_targets().unwrap();
+        assert_eq!(r.name, "a");
+        assert_eq!(o.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["b"]);
+        let c =
+            parse("merge_method: ties\nbase_model: z\nalign: none\nmodels: [{model: a}]").unwrap();
+        assert_eq!(c.align, None);
+        let (r, o) = c.align_targets().unwrap();
+        assert_eq!((r.name.as_str(), o.len()), ("z", 1));
+        let e =
+            parse("merge_method: linear\nalign: activations\nmodels: [{model: a}]").unwrap_err();
+        assert!(e.to_string().contains("`align`: unknown alignment"), "{e}");
+        let c = parse("merge_method: passthrough\nalign: weight\nslices:\n  - sources:\n      - model: a\n        layer_range: [0, 2]\n").unwrap();
+        assert!(
+            c.align_targets()
+                .unwrap_err()
+                .to_string()
+                .contains("`align`")
+        );
     }
 
     #[test]

@@ -42,7 +42,7 @@ mod plan;
 pub mod prune;
 pub mod taskvec;
 
-pub use config::{MergeConfig, Scalar, Setting};
+pub use config::{Align, MergeConfig, Scalar, Setting};
 pub use error::{Error, Result};
 pub use execute::{
     ExecOptions, Summary, TOKENIZER_FILES, check_output, execute, global_thresholds, merge_tensor,

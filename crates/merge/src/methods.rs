@@ -1107,7 +1107,37 @@ enum Keep {
     Rank(RankKeep),
     AtLeast(u32),
     Random(Stream, f32),
+    /// A random mask drawn once (in the rescale pass) and kept as bits: bit `j % 64` of word
+    /// `j / 64` is element `j` (chunks start on word boundaries: `CHUNK` is a multiple of 64).
+    Bits(Vec<u64>),
     Mask(Vec<u8>),
+}
+
+/// The DARE keep-bits of a chunk: element `start + j` is kept when `(word >> 8) < thr`.
+fn random_bits(s: &Stream, thr: u32, start: usize, len: usize) -> Vec<u64> {
+    let mut words = vec![0u32; len];
+    s.words(start, &mut words);
+    let mut bits = vec![0u64; len.div_ceil(64)];
+    for (j, w) in words.iter().enumerate() {
+        bits[j / 64] |= (((w >> 8) < thr) as u64) << (j % 64);
+    }
+    bits
+}
+
+/// Zeroes the elements of `d` whose bit in `bits` (element 0 = bit 0 of word 0) is clear.
+fn apply_bits(bits: &[u64], d: &mut [f32]) {
+    for (xs, &word) in d.chunks_mut(64).zip(bits) {
+        xs.iter_mut().enumerate().for_each(|(j, x)| {
+            if (word >> j) & 1 == 0 {
+                *x = 0.0
+            }
+        });
+    }
+}
+
+/// `ceil(p · 2^24)`: an element is kept when the top 24 bits of its word are below this.
+fn keep_threshold(p: f32) -> u32 {
+    (p as f64 * 16_777_216.0).ceil() as u32
 }
 
 impl Keep {
@@ -1130,7 +1160,7 @@ impl Keep {
             }),
             Keep::Random(s, p) => {
                 // u = (word >> 8) / 2^24 < p  <=>  (word >> 8) < ceil(p · 2^24).
-                let thr = (*p as f64 * 16_777_216.0).ceil() as u32;
+                let thr = keep_threshold(*p);
                 let mut words = vec![0u32; d.len()];
                 s.words(start, &mut words);
                 d.iter_mut().zip(&words).for_each(|(x, w)| {
@@ -1138,6 +1168,10 @@ impl Keep {
                         *x = 0.0
                     }
                 });
+            }
+            Keep::Bits(b) => {
+                debug_assert_eq!(start % 64, 0);
+                apply_bits(&b[start / 64..], d);
             }
             Keep::Mask(m) => {
                 let len = d.len();
@@ -1257,21 +1291,38 @@ fn gta(job: &Job, n: usize) -> Result<Vec<u8>, String> {
                 factors[k] = (1.0 / job.models[i].density) as f32;
                 continue;
             }
-            let r = (0..n_chunks(n))
+            // A random mask is drawn here once and kept as bits for the merge pass (drawing
+            // the ChaCha stream twice was most of DARE's cost).
+            let random = match &keeps[k] {
+                Keep::Random(s, p) => Some((s.clone(), keep_threshold(*p))),
+                _ => None,
+            };
+            let per_chunk: Vec<(f64, f64, Vec<u64>)> = (0..n_chunks(n))
                 .into_par_iter()
                 .map_init(Vec::new, |d, c| {
                     delta_chunk(c, k, d);
                     let before = stat(rescale, d);
-                    keeps[k].apply(c, c * CHUNK, d);
-                    (before, stat(rescale, d))
+                    let bits = match &random {
+                        Some((s, thr)) => {
+                            let b = random_bits(s, *thr, c * CHUNK, d.len());
+                            apply_bits(&b, d);
+                            b
+                        }
+                        None => {
+                            keeps[k].apply(c, c * CHUNK, d);
+                            Vec::new()
+                        }
+                    };
+                    (before, stat(rescale, d), bits)
                 })
-                .reduce(
-                    || (0.0, 0.0),
-                    |a, b| match rescale {
-                        Rescale::Linf => (a.0.max(b.0), a.1.max(b.1)),
-                        _ => (a.0 + b.0, a.1 + b.1),
-                    },
-                );
+                .collect();
+            let r = per_chunk.iter().fold((0f64, 0f64), |a, b| match rescale {
+                Rescale::Linf => (a.0.max(b.0), a.1.max(b.1)),
+                _ => (a.0 + b.0, a.1 + b.1),
+            });
+            if random.is_some() {
+                keeps[k] = Keep::Bits(per_chunk.into_iter().flat_map(|(_, _, b)| b).collect());
+            }
             let (before, after) = match rescale {
                 Rescale::L2 => (r.0.sqrt(), r.1.sqrt()),
                 _ => r,

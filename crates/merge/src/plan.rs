@@ -287,9 +287,13 @@ pub struct PlanOptions {
     pub topk_global: bool,
     /// Where to look for Hugging Face ids (defaults to [`hf_cache_dirs`]).
     pub cache_dirs: Option<Vec<PathBuf>>,
+    /// Read the model named (as in the config) by a key from this path instead: align-then-merge
+    /// merges aligned copies of the models while errors and the plan keep the config's names.
+    pub sources: BTreeMap<String, PathBuf>,
 }
 
 struct Planner {
+    sources: BTreeMap<String, PathBuf>,
     models: Vec<Model>,
     by_name: HashMap<String, usize>,
     cache: Vec<PathBuf>,
@@ -306,7 +310,10 @@ impl Planner {
             model: r.name.clone(),
             msg,
         };
-        let path = locate_model(&r.name, &self.cache).map_err(err)?;
+        let path = match self.sources.get(&r.name) {
+            Some(p) => p.clone(),
+            None => locate_model(&r.name, &self.cache).map_err(err)?,
+        };
         let ck = Checkpoint::open(&path).map_err(|e| err(e.to_string()))?;
         let names: Vec<&str> = ck.names().collect();
         let layout = Layout::of(names.iter().copied());
@@ -351,6 +358,7 @@ fn lookup(
 pub fn plan(cfg: MergeConfig, opts: &PlanOptions) -> Result<Plan> {
     let method = cfg.merge_method;
     let mut p = Planner {
+        sources: opts.sources.clone(),
         models: Vec::new(),
         by_name: HashMap::new(),
         cache: opts.cache_dirs.clone().unwrap_or_else(hf_cache_dirs),
