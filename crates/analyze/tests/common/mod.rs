@@ -145,7 +145,7 @@ pub fn fine_tune_tree(n: usize, seed: u64) -> Tree {
 /// A tree where fine-tunes touch only part of the weights and share their drift: every child
 /// changes a random ~60 % of its parent's weights (the rest stay bit-identical, as under a
 /// data subset, frozen units or low-precision rounding), by the same deterministic map
-/// w ↦ w + 0.3·w³/σ² (which raises kurtosis, as training does) plus a little noise of its own.
+/// w ↦ w + 0.1·w³/σ² (which raises kurtosis, as training does) plus a little noise of its own.
 /// Siblings then differ on ~48 % of the weights but each differs from the parent on ~60 %:
 /// they are nearer each other than their parent, the case distances alone chain wrongly.
 /// Breadth-first, `branching[g]` children per model of generation g; model 0 is the root.
@@ -167,7 +167,7 @@ pub fn partial_update_tree(branching: &[usize], seed: u64) -> (Vec<Vec<f32>>, Ve
                     .map(|&x| {
                         if g.uniform() < 0.6 {
                             let x = x as f64;
-                            (x + 0.3 * x * x * x / var + 0.002 * normal(&mut g)) as f32
+                            (x + 0.1 * x * x * x / var + 0.002 * normal(&mut g)) as f32
                         } else {
                             x
                         }
