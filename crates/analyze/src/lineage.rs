@@ -226,13 +226,16 @@ pub struct PairEvidence {
 #[derive(Debug, Clone, Default)]
 pub struct Informative {
     /// Tensor name → (shape, per sampled position: informative).
-    masks: BTreeMap<String, Vec<(Vec<usize>, Vec<bool>)>>,
+    masks: BTreeMap<String, Vec<ShapeMask>>,
 }
+
+/// A shape and, per sampled position, whether it is informative.
+type ShapeMask = (Vec<usize>, Vec<bool>);
 
 impl Informative {
     /// The informative positions over `feats`.
     pub fn new(feats: &[ModelFeatures]) -> Informative {
-        let mut masks: BTreeMap<String, Vec<(Vec<usize>, Vec<bool>)>> = BTreeMap::new();
+        let mut masks: BTreeMap<String, Vec<ShapeMask>> = BTreeMap::new();
         // First holder of each (name, shape): its sample is the reference.
         let mut first: BTreeMap<(&str, &[usize]), &[f32]> = BTreeMap::new();
         for f in feats {
