@@ -10,7 +10,7 @@ and score its edges against the catalog's `parent_id` (a recovered edge counts w
 child and direction are right). Prints one Markdown row per seed and the mean.
 
 usage: python lineage_zoo.py [--bin target/debug/weightspace] [--config zoos/digits-tree.toml]
-       [--seeds 0 1 2] [--keep DIR]
+       [--seeds 0 1 2] [--keep DIR] [--lineage-args '--unchanged-weight 0']
 needs: only the standard library
 """
 import argparse
@@ -33,6 +33,8 @@ def main():
     ap.add_argument("--config", default="zoos/digits-tree.toml")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--keep", help="train the zoos under this folder and keep them")
+    ap.add_argument("--lineage-args", default="",
+                    help="extra options for `weightspace lineage`, e.g. '--unchanged-weight 0'")
     a = ap.parse_args()
     text = open(a.config).read()
     root = a.keep or tempfile.mkdtemp(prefix="ws-lineage-zoo-")
@@ -57,7 +59,8 @@ def main():
             path = {i: os.path.join(zoo, last[i]["file"]) for i in ids}
             truth = {(path[last[i]["parent_id"]], path[i]) for i in ids if last[i]["parent_id"]}
             t0 = time.time()
-            rep = json.loads(run([a.bin, "lineage", "--quiet", "--json", *[path[i] for i in ids]]))
+            rep = json.loads(run([a.bin, "lineage", "--quiet", "--json", *a.lineage_args.split(),
+                                   *[path[i] for i in ids]]))
             t_lin = time.time() - t0
             got = {(e["parent"], e["child"]) for e in rep["edges"]}
             right = len(truth & got)

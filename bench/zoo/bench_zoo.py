@@ -21,6 +21,7 @@ import json
 import os
 import pathlib
 import platform
+import resource
 import subprocess
 import tempfile
 import time
@@ -75,15 +76,18 @@ def run_weightspace(arch, models, epochs, threads):
         cfg = pathlib.Path(d) / "zoo.toml"
         cfg.write_text(zoo_config(arch, models, epochs))
         env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         out = subprocess.run(
             [str(ARGS.bin), "zoo", "train", str(cfg), "-o", str(pathlib.Path(d) / "zoo"), "--json", "--quiet"],
             check=True, capture_output=True, text=True, env=env,
         )
         wall = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         s = json.loads(out.stdout)
         return {
             "wall": wall,
+            "cpu": r1.ru_utime - r0.ru_utime,
             "steps": s["model_steps"],
             "flops": s["train_flops"],
             "median_acc": s["catalog"]["final_test_accuracy"][3],
@@ -106,6 +110,7 @@ def run_torch(arch, models, epochs, data):
     y = torch.from_numpy(ytr)
     xt = torch.from_numpy(xte if arch == "mlp" else xte.reshape(-1, 1, 8, 8))
     n, steps, accs = len(y), 0, []
+    c0 = resource.getrusage(resource.RUSAGE_SELF).ru_utime
     t0 = time.perf_counter()
     for m in range(models):
         torch.manual_seed(m)
@@ -123,8 +128,9 @@ def run_torch(arch, models, epochs, data):
         with torch.no_grad():
             accs.append((net(xt).argmax(1).numpy() == yte).mean())
     wall = time.perf_counter() - t0
+    cpu = resource.getrusage(resource.RUSAGE_SELF).ru_utime - c0
     macs = MLP_MACS if arch == "mlp" else CNN_MACS
-    return {"wall": wall, "steps": steps, "flops": 6.0 * macs * n * epochs * models,
+    return {"wall": wall, "cpu": cpu, "steps": steps, "flops": 6.0 * macs * n * epochs * models,
             "median_acc": float(np.median(accs))}
 
 
@@ -151,13 +157,16 @@ def main():
         pt = run_torch(arch, a.torch_models, epochs, data)
         ws_sps, pt_sps = ws["steps"] / ws["wall"], pt["steps"] / pt["wall"]
         per_hour = lambda r, m: m / r["wall"] * 3600
+        ws_cps, pt_cps = ws["steps"] / ws["cpu"], pt["steps"] / pt["cpu"]
         rows.append(
             f"| zoo train, {arch.upper()} {'64-32-10' if arch == 'mlp' else '3x16 conv, 4,970 params'}, "
-            f"digits, batch 32, Adam, {epochs} epochs | {models} models: {ws['wall']:.2f} s, "
-            f"{ws_sps:,.0f} model-steps/s, {ws['flops'] / ws['wall'] / 1e9:.1f} GFLOP/s, "
-            f"{per_hour(ws, models):,.0f} models/h | per-model loop, {a.torch_models} models: {pt['wall']:.2f} s, "
-            f"{pt_sps:,.0f} model-steps/s, {pt['flops'] / pt['wall'] / 1e9:.2f} GFLOP/s, "
-            f"{per_hour(pt, a.torch_models):,.0f} models/h | **{ws_sps / pt_sps:.1f}×** | "
+            f"digits, batch 32, Adam, {epochs} epochs | {models} models: {ws['wall']:.2f} s wall, "
+            f"{ws['cpu']:.2f} s user CPU; {ws_sps:,.0f} model-steps/s, {ws['flops'] / ws['wall'] / 1e9:.1f} GFLOP/s; "
+            f"{ws['flops'] / ws['cpu'] / 1e9:.1f} GFLOP per CPU-s; {per_hour(ws, models):,.0f} models/h "
+            f"| per-model loop, {a.torch_models} models: {pt['wall']:.2f} s wall, {pt['cpu']:.2f} s user CPU; "
+            f"{pt_sps:,.0f} model-steps/s, {pt['flops'] / pt['wall'] / 1e9:.2f} GFLOP/s; "
+            f"{pt['flops'] / pt['cpu'] / 1e9:.2f} GFLOP per CPU-s; {per_hour(pt, a.torch_models):,.0f} models/h "
+            f"| **{ws_sps / pt_sps:.1f}×** wall, **{ws_cps / pt_cps:.1f}×** per CPU-s | "
             f"median test acc {ws['median_acc']:.3f} vs {pt['median_acc']:.3f} |"
         )
         print(rows[-1], flush=True)
@@ -171,10 +180,11 @@ def main():
         f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if k != "no_write")
     block = (
         "<!-- zoo-bench:start -->\n## Model zoo training (`weightspace zoo train`)\n\n"
-        f"Command: `cargo build --release -p weightspace && {cmd}` "
+        f"Command: `cargo build {'--release ' if 'release' in a.bin else ''}-p weightspace && {cmd}` "
         f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average before the run "
         f"{LOAD[0]:.1f} from other jobs on the machine, {time.strftime('%Y-%m-%d')}, binary `{os.path.relpath(a.bin, ROOT)}`).\n"
-        "Rates are model-steps (one optimiser step of one model on one batch) per second of wall time; weightspace's "
+        "Rates are model-steps (one optimiser step of one model on one batch) per second of wall time, and "
+        "GFLOP per second of user CPU time (less sensitive to the other jobs' load); weightspace's "
         "time includes evaluation and atomic checkpoint writes, PyTorch's does not.\n\n"
         + header + "\n".join(rows) + "\n<!-- zoo-bench:end -->\n"
     )

@@ -35,6 +35,10 @@ pub struct Args {
     /// Weight of a kurtosis-direction disagreement in the edge cost.
     #[arg(long, default_value_t = 1.0)]
     pub direction_weight: f64,
+    /// Weight of the unchanged-values term in the edge cost: a child keeps its parent's exact
+    /// value wherever its own training did not touch a weight (0: distances and kurtosis only).
+    #[arg(long, default_value_t = 1000.0)]
+    pub unchanged_weight: f64,
     /// Seed for the sample positions.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -63,9 +67,15 @@ pub fn open_models(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, Checkpoint)
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    if a.sample == 0 || a.split.is_nan() || a.split < 0.0 || a.direction_weight.is_nan() {
+    if a.sample == 0
+        || a.split.is_nan()
+        || a.split < 0.0
+        || a.direction_weight.is_nan()
+        || a.unchanged_weight.is_nan()
+        || a.unchanged_weight < 0.0
+    {
         return Err(exit::bad_input(
-            "--sample must be positive and --split, --direction-weight numbers >= 0",
+            "--sample must be positive and --split, --direction-weight, --unchanged-weight numbers >= 0",
         ));
     }
     let models = open_models(&a.paths)?;
@@ -73,6 +83,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         sample: a.sample,
         split: a.split,
         direction_weight: a.direction_weight,
+        unchanged_weight: a.unchanged_weight,
         seed: a.seed,
         ..Default::default()
     };

@@ -10,8 +10,9 @@ use serde_json::Value;
 mod common;
 use common::ws;
 
-/// 19 of 28 edges were recovered on this tree (zoo seed 0, RESULTS.md); a margin of two.
-const MIN_CORRECT: usize = 17;
+/// 25 of 28 edges are recovered on this tree (zoo seed 0, RESULTS.md); a margin of two. Without
+/// the unchanged-values term (`--unchanged-weight 0`) it was 19, so this fails without it.
+const MIN_CORRECT: usize = 23;
 
 #[test]
 fn recovers_the_digits_fine_tune_tree() {

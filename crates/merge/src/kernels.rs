@@ -180,11 +180,27 @@ pub fn map_chunks<F>(srcs: &[&Src], n: usize, dtype: DType, f: F) -> Vec<u8>
 where
     F: Fn(usize, usize, &[Vec<f32>], &mut [f32]) + Sync,
 {
+    map_chunks_with(
+        srcs,
+        n,
+        dtype,
+        || (),
+        |_, c, start, ins, out| f(c, start, ins, out),
+    )
+}
+
+/// [`map_chunks`] with per-thread scratch state made by `init` (reused across the chunks a
+/// thread handles, so the per-chunk work allocates nothing).
+pub fn map_chunks_with<S, I, F>(srcs: &[&Src], n: usize, dtype: DType, init: I, f: F) -> Vec<u8>
+where
+    I: Fn() -> S + Sync + Send,
+    F: Fn(&mut S, usize, usize, &[Vec<f32>], &mut [f32]) + Sync,
+{
     let es = dtype.size().expect("plain dtype");
     let mut bytes = vec![0u8; n * es];
     bytes.par_chunks_mut(CHUNK * es).enumerate().for_each_init(
-        || (vec![Vec::new(); srcs.len()], Vec::new()),
-        |(ins, out), (c, ob)| {
+        || (vec![Vec::new(); srcs.len()], Vec::new(), init()),
+        |(ins, out, scratch), (c, ob)| {
             let start = c * CHUNK;
             let len = ob.len() / es;
             for (buf, s) in ins.iter_mut().zip(srcs) {
@@ -192,7 +208,7 @@ where
                 s.read(start, buf);
             }
             out.resize(len, 0.0);
-            f(c, start, ins, out);
+            f(scratch, c, start, ins, out);
             encode_into(out, dtype, ob);
         },
     );

@@ -81,8 +81,10 @@ pub fn solve_lap(n: usize, cost: &[f64], maximize: bool) -> Result<Vec<usize>> {
     Ok(perm)
 }
 
-/// The rows of one member: unit `u`'s entries (all other axes, every repeat and block entry) as
+/// The rows of one member (the plain version of [`unit_matrix_mapped`], kept as the
+/// tests' reference): unit `u`'s entries (all other axes, every repeat and block entry) as
 /// one row of an `size × cols` f64 matrix. Returns `(matrix, cols)`.
+#[cfg(test)]
 fn unit_matrix(data: &[f32], shape: &[usize], m: &Member, size: usize) -> (Vec<f64>, usize) {
     let len = shape[m.axis];
     let pre: usize = shape[..m.axis].iter().product();
@@ -103,7 +105,112 @@ fn unit_matrix(data: &[f32], shape: &[usize], m: &Member, size: usize) -> (Vec<f
     (out, cols)
 }
 
-/// Gathers `data` (row-major `shape`) with an optional source map per axis.
+/// Source offsets of every index of the sub-tensor over `axes` (row-major over those axes),
+/// with an optional source map per axis: `Σ_a map_a(k_a) · stride_a`.
+fn axis_offsets(
+    shape: &[usize],
+    strides: &[usize],
+    maps: &[Option<Vec<usize>>],
+    axes: std::ops::Range<usize>,
+) -> Vec<usize> {
+    let mut offs = vec![0usize];
+    for a in axes {
+        let m = maps.get(a).and_then(|m| m.as_ref());
+        offs = offs
+            .iter()
+            .flat_map(|&o| (0..shape[a]).map(move |k| o + m.map_or(k, |m| m[k]) * strides[a]))
+            .collect();
+    }
+    offs
+}
+
+/// `unit_matrix(gather(data, shape, maps), shape, m, size)` in one pass, without the
+/// gathered copy: unit `u`'s row holds, for every index `p` of the axes before `m.axis`,
+/// repeat `r` and block entry `i`, the entries of the axes after it, read through `maps`.
+/// Rows are filled in parallel; when `m.axis` is the last axis (a transposed read) the
+/// leading axes are walked in tiles so that the source rows stay in cache.
+fn unit_matrix_mapped(
+    data: &[f32],
+    shape: &[usize],
+    maps: &[Option<Vec<usize>>],
+    m: &Member,
+    size: usize,
+) -> (Vec<f64>, usize) {
+    let nd = shape.len();
+    let ax = m.axis;
+    let mut strides = vec![1usize; nd];
+    for a in (0..nd.saturating_sub(1)).rev() {
+        strides[a] = strides[a + 1] * shape[a + 1];
+    }
+    let pre_off = axis_offsets(shape, &strides, maps, 0..ax);
+    let post_off = axis_offsets(shape, &strides, maps, ax + 1..nd);
+    let (pre, post) = (pre_off.len(), post_off.len());
+    let l = &m.layout;
+    let rb = l.repeats * l.block;
+    let cols = pre * rb * post;
+    let amap = maps.get(ax).and_then(|m| m.as_ref());
+    // Source offset along the unit axis of entry (r, i) of unit u: uoff[u * rb + r * block + i].
+    let uoff: Vec<usize> = (0..size)
+        .flat_map(|u| (0..l.repeats).flat_map(move |r| (0..l.block).map(move |i| l.index(u, r, i))))
+        .map(|a| amap.map_or(a, |mp| mp[a]) * strides[ax])
+        .collect();
+    let mut out = vec![0f64; size * cols];
+    if size == 0 || cols == 0 {
+        return (out, cols);
+    }
+    let post_contig = post_off.iter().enumerate().all(|(q, &o)| o == q);
+    let threads = rayon::current_num_threads().max(1);
+    let urows = size.div_ceil(threads * 4).max(1);
+    out.par_chunks_mut(urows * cols)
+        .enumerate()
+        .for_each(|(chunk, rows)| {
+            let u0 = chunk * urows;
+            let nu = rows.len() / cols;
+            if post == 1 {
+                const TILE: usize = 64;
+                for p0 in (0..pre).step_by(TILE) {
+                    let p1 = (p0 + TILE).min(pre);
+                    for du in 0..nu {
+                        let row = &mut rows[du * cols..(du + 1) * cols];
+                        for (e, &uo) in uoff[(u0 + du) * rb..(u0 + du + 1) * rb].iter().enumerate()
+                        {
+                            let so = uo + post_off[0];
+                            for p in p0..p1 {
+                                row[p * rb + e] = data[pre_off[p] + so] as f64;
+                            }
+                        }
+                    }
+                }
+            } else {
+                for du in 0..nu {
+                    let row = &mut rows[du * cols..(du + 1) * cols];
+                    let us = &uoff[(u0 + du) * rb..(u0 + du + 1) * rb];
+                    let mut at = 0;
+                    for &po in &pre_off {
+                        for &uo in us {
+                            let base = po + uo;
+                            let dst = &mut row[at..at + post];
+                            if post_contig {
+                                dst.iter_mut()
+                                    .zip(&data[base..base + post])
+                                    .for_each(|(d, &x)| *d = x as f64);
+                            } else {
+                                dst.iter_mut()
+                                    .zip(&post_off)
+                                    .for_each(|(d, &o)| *d = data[base + o] as f64);
+                            }
+                            at += post;
+                        }
+                    }
+                }
+            }
+        });
+    (out, cols)
+}
+
+/// Gathers `data` (row-major `shape`) with an optional source map per axis (the tests'
+/// reference for [`unit_matrix_mapped`]).
+#[cfg(test)]
 fn gather(data: &[f32], shape: &[usize], maps: &[Option<Vec<usize>>]) -> Vec<f32> {
     let nd = shape.len();
     if maps.iter().all(|m| m.is_none()) || nd == 0 {
@@ -256,8 +363,7 @@ fn cost_with(
                 comp
             })
             .collect();
-        let b = gather(&ot.data, &ot.shape, &maps);
-        let (bm, cols) = unit_matrix(&b, &ot.shape, m, n);
+        let (bm, cols) = unit_matrix_mapped(&ot.data, &ot.shape, &maps, m, n);
         match cache {
             Some(c_) => {
                 let (am, acols) = &c_[mi];
@@ -266,7 +372,7 @@ fn cost_with(
             }
             None => {
                 let rt = reference.float(&m.tensor)?;
-                let (am, _) = unit_matrix(&rt.data, &rt.shape, m, n);
+                let (am, _) = unit_matrix_mapped(&rt.data, &rt.shape, &[], m, n);
                 add_abt(&mut c, &am, &bm, n, cols);
             }
         }
@@ -313,7 +419,7 @@ pub fn weight_matching(
                 .iter()
                 .map(|m| {
                     let t = reference.float(&m.tensor)?;
-                    Ok(unit_matrix(&t.data, &t.shape, m, g.size))
+                    Ok(unit_matrix_mapped(&t.data, &t.shape, &[], m, g.size))
                 })
                 .collect::<Result<Vec<_>>>()
         })
@@ -510,6 +616,44 @@ mod tests {
         let d = [0., 1., 2., 3., 4., 5.];
         let g = gather(&d, &[2, 3], &[Some(vec![1, 0]), Some(vec![2, 0, 1])]);
         assert_eq!(g, vec![5., 3., 4., 2., 0., 1.]);
+    }
+
+    #[test]
+    fn mapped_unit_matrix_is_gather_then_unit_matrix() {
+        use weightspace_spec::Layout;
+        let mut r = SplitMix64::new(7);
+        let mut perm = |n: usize| r.permutation(n);
+        // (shape, axis, layout, units): plain rows and columns, heads (block), within-head
+        // dims (repeats), a 3-D tensor on its middle and last axis.
+        let cases: Vec<(Vec<usize>, usize, Layout, usize)> = vec![
+            (vec![6, 5], 0, Layout::default(), 6),
+            (vec![6, 5], 1, Layout::default(), 5),
+            (vec![300, 7], 1, Layout::default(), 7),
+            (vec![12, 5], 0, Layout::block(4), 3),
+            (vec![5, 12], 1, Layout::tiled(0, 3, 4, 1), 4),
+            (vec![4, 6, 3], 1, Layout::tiled(1, 2, 3, 1), 2),
+            (vec![4, 3, 6], 2, Layout::block(2), 3),
+            (vec![70, 3, 4], 0, Layout::default(), 70),
+        ];
+        for (shape, axis, layout, units) in cases {
+            let n: usize = shape.iter().product();
+            let d: Vec<f32> = (0..n).map(|i| (i as f32 * 0.731).sin()).collect();
+            let m = Member {
+                tensor: "t".into(),
+                axis,
+                layout,
+                exp: 1,
+            };
+            for with_maps in [false, true] {
+                let maps: Vec<Option<Vec<usize>>> = shape
+                    .iter()
+                    .map(|&len| with_maps.then(|| perm(len)))
+                    .collect();
+                let want = unit_matrix(&gather(&d, &shape, &maps), &shape, &m, units);
+                let got = unit_matrix_mapped(&d, &shape, &maps, &m, units);
+                assert_eq!(got, want, "shape {shape:?} axis {axis} maps {with_maps}");
+            }
+        }
     }
 
     #[test]

@@ -6,10 +6,10 @@
 //! samples, checkpoint schedules and fine-tune trees; and a catalog (`catalog.parquet`) with
 //! one row per model state.
 //!
-//! Training is many small models at once: rayon across models, one single-threaded SGEMM per
-//! layer per model, hand-written forward/backward and optimiser kernels (see [`net`] and
-//! [`optim`]), checked against finite differences in the tests. Every random choice is seeded
-//! per model, so a zoo is bit-identical whatever the thread count.
+//! Training is many small models at once: rayon across models, one single-threaded
+//! packing-free GEMM per layer per model, hand-written forward/backward and optimiser kernels
+//! (see [`net`] and [`optim`]), checked against finite differences in the tests. Every random
+//! choice is seeded per model, so a zoo is bit-identical whatever the thread count.
 //!
 //! This crate owns datasets, the small-network runtime, training and the zoo's on-disk layout.
 //! It reads and writes checkpoints only through `weightspace-io`, and must not know about the

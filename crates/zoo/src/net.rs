@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Task};
-use crate::kernels::{add_bias, col_sum, erf, gemm};
+use crate::kernels::{col_sum, erf, gemm, transpose};
 use crate::rng::Rng;
 
 /// Elementwise non-linearities.
@@ -530,10 +530,18 @@ impl Net {
         let batch = batch.max(1);
         let mut acts = vec![vec![0.0; batch * self.input_len()]];
         let mut cols = Vec::new();
+        let mut tables = Vec::new();
         let mut masks = Vec::new();
         let mut bn = Vec::new();
         let mut max_len = self.input_len();
         let mut max_cols = 0;
+        let max_w = self
+            .params
+            .iter()
+            .filter(|p| p.fans.is_some())
+            .map(TensorSpec::numel)
+            .max()
+            .unwrap_or(0);
         for s in &self.stages {
             acts.push(vec![0.0; batch * s.out_len]);
             max_len = max_len.max(s.out_len);
@@ -541,6 +549,7 @@ impl Net {
                 Op::Conv { cin, k, oh, ow, .. } => {
                     let n = batch * oh * ow * cin * k * k;
                     cols.push(vec![0.0; n]);
+                    tables.push(conv_table(&s.op));
                     max_cols = max_cols.max(n);
                 }
                 Op::Dropout(_) => masks.push(vec![0.0; batch * s.out_len]),
@@ -564,6 +573,8 @@ impl Net {
             ga: vec![0.0; batch * max_len],
             gb: vec![0.0; batch * max_len],
             grads: vec![0.0; self.n_params],
+            wt: vec![0.0; max_w],
+            tables,
         }
     }
 
@@ -595,8 +606,8 @@ impl Net {
             let y = &mut tail[0][..n * s.out_len];
             match s.op {
                 Op::Dense { w, b, inp, out } => {
-                    gemm(n, inp, out, xin, inp, 1, &p[w..], 1, inp, 0.0, y, out);
-                    add_bias(y, &p[b..b + out]);
+                    transpose(&p[w..], out, inp, &mut ws.wt);
+                    gemm(n, inp, out, xin, inp, 1, &ws.wt, out, Some(&p[b..]), y, out);
                 }
                 Op::Conv {
                     w,
@@ -611,9 +622,21 @@ impl Net {
                     let kk = cin * k * k;
                     let rows = n * oh * ow;
                     let cols = &mut ws.cols[ci][..rows * kk];
-                    im2col(&s.op, xin, n, cols);
-                    gemm(rows, kk, cout, cols, kk, 1, &p[w..], 1, kk, 0.0, y, cout);
-                    add_bias(y, &p[b..b + cout]);
+                    im2col(&s.op, &ws.tables[ci], xin, n, cols);
+                    transpose(&p[w..], cout, kk, &mut ws.wt);
+                    gemm(
+                        rows,
+                        kk,
+                        cout,
+                        cols,
+                        kk,
+                        1,
+                        &ws.wt,
+                        cout,
+                        Some(&p[b..]),
+                        y,
+                        cout,
+                    );
                     ci += 1;
                 }
                 Op::BatchNorm {
@@ -664,11 +687,7 @@ impl Net {
                     }
                     bi += 1;
                 }
-                Op::Act(a) => {
-                    for (o, v) in y.iter_mut().zip(xin) {
-                        *o = a.f(*v);
-                    }
-                }
+                Op::Act(a) => act_forward(a, xin, y),
                 Op::Dropout(q) => {
                     let mask = &mut ws.masks[mi][..n * s.in_len];
                     if train {
@@ -733,6 +752,7 @@ impl Net {
             ga,
             gb,
             grads,
+            tables,
             ..
         } = ws;
         ga[..dout.len()].copy_from_slice(dout);
@@ -755,14 +775,13 @@ impl Net {
                         out,
                         xin,
                         inp,
-                        1,
-                        0.0,
+                        None,
                         &mut grads[w..],
                         inp,
                     );
                     col_sum(dy, &mut grads[b..b + out]);
                     if need_dx {
-                        gemm(n, out, inp, dy, out, 1, &p[w..], inp, 1, 0.0, dx, inp);
+                        gemm(n, out, inp, dy, out, 1, &p[w..], inp, None, dx, inp);
                     }
                 }
                 Op::Conv {
@@ -788,16 +807,15 @@ impl Net {
                         cout,
                         c,
                         kk,
-                        1,
-                        0.0,
+                        None,
                         &mut grads[w..],
                         kk,
                     );
                     col_sum(dy, &mut grads[b..b + cout]);
                     if need_dx {
                         let dc = &mut dcols[..rows * kk];
-                        gemm(rows, cout, kk, dy, cout, 1, &p[w..], kk, 1, 0.0, dc, kk);
-                        col2im(&s.op, dc, n, dx);
+                        gemm(rows, cout, kk, dy, cout, 1, &p[w..], kk, None, dc, kk);
+                        col2im(&s.op, &tables[ci], dc, n, dx);
                     }
                 }
                 Op::BatchNorm { g, b, c, .. } => {
@@ -828,12 +846,7 @@ impl Net {
                         }
                     }
                 }
-                Op::Act(a) => {
-                    let yv = &acts[i + 1][..n * s.out_len];
-                    for (((d, g), xv), yv) in dx.iter_mut().zip(dy).zip(xin).zip(yv) {
-                        *d = g * a.df(*xv, *yv);
-                    }
-                }
+                Op::Act(a) => act_backward(a, dy, xin, &acts[i + 1][..n * s.out_len], dx),
                 Op::Dropout(_) => {
                     mi -= 1;
                     for ((d, g), m) in dx.iter_mut().zip(dy).zip(&masks[mi][..n * s.in_len]) {
@@ -991,6 +1004,10 @@ pub struct Workspace {
     ga: Vec<f32>,
     gb: Vec<f32>,
     grads: Vec<f32>,
+    /// The current layer's weight, transposed to `[in, out]` for the forward GEMM.
+    wt: Vec<f32>,
+    /// Each conv layer's [`conv_table`].
+    tables: Vec<Vec<u32>>,
 }
 
 impl Workspace {
@@ -1021,7 +1038,12 @@ fn conv_index(op: &Op) -> (usize, usize, usize, usize) {
     }
 }
 
-fn im2col(op: &Op, x: &[f32], n: usize, cols: &mut [f32]) {
+/// Marks a padding position in a [`conv_table`].
+const PAD: u32 = u32::MAX;
+
+/// For one sample of a conv layer: for each output position and each `(c, ky, kx)` of the
+/// kernel (im2col column order), the offset of the input value it reads, or [`PAD`].
+fn conv_table(op: &Op) -> Vec<u32> {
     let Op::Conv {
         cin,
         k,
@@ -1036,75 +1058,93 @@ fn im2col(op: &Op, x: &[f32], n: usize, cols: &mut [f32]) {
     else {
         unreachable!()
     };
-    let (sb, sc, sh, sw) = conv_index(op);
-    let kk = cin * k * k;
-    let mut r = 0;
-    for b in 0..n {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let row = &mut cols[r * kk..(r + 1) * kk];
-                let mut q = 0;
-                for c in 0..cin {
-                    for ky in 0..k {
-                        let iy = (oy * s + ky) as isize - p as isize;
-                        for kx in 0..k {
-                            let ix = (ox * s + kx) as isize - p as isize;
-                            row[q] =
-                                if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < wd {
-                                    x[b * sb + c * sc + iy as usize * sh + ix as usize * sw]
-                                } else {
-                                    0.0
-                                };
-                            q += 1;
-                        }
+    let (_, sc, sh, sw) = conv_index(op);
+    let mut t = Vec::with_capacity(oh * ow * cin * k * k);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for c in 0..cin {
+                for ky in 0..k {
+                    let iy = (oy * s + ky) as isize - p as isize;
+                    for kx in 0..k {
+                        let ix = (ox * s + kx) as isize - p as isize;
+                        t.push(
+                            if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < wd {
+                                (c * sc + iy as usize * sh + ix as usize * sw) as u32
+                            } else {
+                                PAD
+                            },
+                        );
                     }
                 }
-                r += 1;
+            }
+        }
+    }
+    t
+}
+
+/// `cols[(b, position), (c, ky, kx)] = x[b, c, iy, ix]` (0 in the padding), through the
+/// layer's [`conv_table`].
+fn im2col(op: &Op, table: &[u32], x: &[f32], n: usize, cols: &mut [f32]) {
+    let (sb, ..) = conv_index(op);
+    let per = table.len();
+    for (xs, cs) in x.chunks_exact(sb).zip(cols.chunks_exact_mut(per)).take(n) {
+        for (c, &t) in cs.iter_mut().zip(table) {
+            *c = if t == PAD { 0.0 } else { xs[t as usize] };
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: `dx` = the sum of the `dcols` entries that read each input.
+fn col2im(op: &Op, table: &[u32], dcols: &[f32], n: usize, dx: &mut [f32]) {
+    let (sb, ..) = conv_index(op);
+    let per = table.len();
+    dx.fill(0.0);
+    for (ds, cs) in dx.chunks_exact_mut(sb).zip(dcols.chunks_exact(per)).take(n) {
+        for (c, &t) in cs.iter().zip(table) {
+            if t != PAD {
+                ds[t as usize] += c;
             }
         }
     }
 }
 
-fn col2im(op: &Op, dcols: &[f32], n: usize, dx: &mut [f32]) {
-    let Op::Conv {
-        cin,
-        k,
-        s,
-        p,
-        h,
-        wd,
-        oh,
-        ow,
-        ..
-    } = *op
-    else {
-        unreachable!()
-    };
-    let (sb, sc, sh, sw) = conv_index(op);
-    let kk = cin * k * k;
-    dx.fill(0.0);
-    let mut r = 0;
-    for b in 0..n {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let row = &dcols[r * kk..(r + 1) * kk];
-                let mut q = 0;
-                for c in 0..cin {
-                    for ky in 0..k {
-                        let iy = (oy * s + ky) as isize - p as isize;
-                        for kx in 0..k {
-                            let ix = (ox * s + kx) as isize - p as isize;
-                            if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < wd {
-                                dx[b * sb + c * sc + iy as usize * sh + ix as usize * sw] += row[q];
-                            }
-                            q += 1;
+/// `y = act(x)` elementwise: one tight loop per activation (the match is outside the loop so
+/// the loop vectorises), compiled for AVX2 where available.
+fn act_forward(a: Activation, x: &[f32], y: &mut [f32]) {
+    macro_rules! each {
+        ($($v:ident),*) => {
+            match a {
+                $(Activation::$v => crate::kernels::simd(
+                    #[inline(always)]
+                    || {
+                        for (o, v) in y.iter_mut().zip(x) {
+                            *o = Activation::$v.f(*v);
                         }
-                    }
-                }
-                r += 1;
+                    },
+                ),)*
             }
-        }
+        };
     }
+    each!(Relu, Tanh, Gelu, Sigmoid, LeakyRelu)
+}
+
+/// `dx = dy · act'(x)` elementwise (`y = act(x)`), like [`act_forward`].
+fn act_backward(a: Activation, dy: &[f32], x: &[f32], y: &[f32], dx: &mut [f32]) {
+    macro_rules! each {
+        ($($v:ident),*) => {
+            match a {
+                $(Activation::$v => crate::kernels::simd(
+                    #[inline(always)]
+                    || {
+                        for (((d, g), xv), yv) in dx.iter_mut().zip(dy).zip(x).zip(y) {
+                            *d = g * Activation::$v.df(*xv, *yv);
+                        }
+                    },
+                ),)*
+            }
+        };
+    }
+    each!(Relu, Tanh, Gelu, Sigmoid, LeakyRelu)
 }
 
 /// Mean loss over `n` samples and the number correct; writes the gradient of the mean loss

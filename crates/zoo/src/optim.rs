@@ -87,17 +87,23 @@ impl Optimizer {
                 let bc2 = 1.0 - b2.powi(self.t);
                 let step = lr / bc1;
                 let bc2s = bc2.sqrt();
-                for (((p, g), m), v) in params
-                    .iter_mut()
-                    .zip(grads)
-                    .zip(self.m.iter_mut())
-                    .zip(self.v.iter_mut())
-                {
-                    let g = g + wd * *p;
-                    *m = b1 * *m + (1.0 - b1) * g;
-                    *v = b2 * *v + (1.0 - b2) * g * g;
-                    *p -= step * *m / (v.sqrt() / bc2s + eps);
-                }
+                let (m, v) = (&mut self.m[..], &mut self.v[..]);
+                crate::kernels::simd(
+                    #[inline(always)]
+                    || {
+                        for (((p, g), m), v) in params
+                            .iter_mut()
+                            .zip(grads)
+                            .zip(m.iter_mut())
+                            .zip(v.iter_mut())
+                        {
+                            let g = g + wd * *p;
+                            *m = b1 * *m + (1.0 - b1) * g;
+                            *v = b2 * *v + (1.0 - b2) * g * g;
+                            *p -= step * *m / (v.sqrt() / bc2s + eps);
+                        }
+                    },
+                );
             }
         }
     }

@@ -29,7 +29,7 @@ use crate::catalog::{self, CatalogRow, CatalogSummary};
 use crate::config::{ModelPlan, ZooConfig, model_seed};
 use crate::data::{self, Split};
 use crate::error::{Error, Result};
-use crate::net::{Net, loss_and_grad};
+use crate::net::{Net, State, loss_and_grad};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
 use crate::store;
@@ -207,11 +207,44 @@ fn prepare(plans: &[&ModelPlan]) -> Result<DataCache> {
     Ok(cache)
 }
 
+/// A trained model whose states still have to be written: one pending save per catalog row
+/// (`weights_hash` is filled in once the file is on disk).
 struct Trained {
+    id: String,
+    net: Net,
     rows: Vec<CatalogRow>,
+    saves: Vec<(PathBuf, State, BTreeMap<String, String>)>,
     steps: u64,
     flops: f64,
 }
+
+/// Writes a trained model's checkpoints (atomically, fsynced), hashes them, then appends and
+/// fsyncs its ledger line: after this the model counts as finished.
+fn persist_model(t: Trained, ledger: &Mutex<std::fs::File>, ledger_path: &Path) -> Result<()> {
+    let Trained {
+        id,
+        net,
+        mut rows,
+        saves,
+        ..
+    } = t;
+    for (row, (path, state, meta)) in rows.iter_mut().zip(&saves) {
+        store::save_state(path, &net, state, meta)?;
+        row.weights_hash = store::weights_hash(path)?;
+    }
+    let line = serde_json::to_string(&LedgerLine { model_id: id, rows }).expect("JSON");
+    let mut f = ledger.lock().expect("ledger lock");
+    f.write_all(format!("{line}\n").as_bytes())
+        .and_then(|_| f.sync_data())
+        .map_err(ioe(ledger_path))
+}
+
+/// Threads that write checkpoints while the rayon workers train: fsync latency (tens of ms
+/// per file on a busy disk) overlaps with training instead of stalling a worker, and
+/// concurrent fsyncs share journal commits.
+const IO_THREADS: usize = 4;
+/// Trained models waiting to be written, at most (back-pressure on the trainers).
+const IO_QUEUE: usize = 64;
 
 fn train_model(
     cfg: &ZooConfig,
@@ -255,6 +288,7 @@ fn train_model(
     std::fs::create_dir_all(&model_dir).map_err(ioe(&model_dir))?;
     let hp_json = serde_json::to_string(hp).expect("JSON");
     let mut rows = Vec::new();
+    let mut saves = Vec::new();
     let mut steps = 0u64;
     let macs = net.macs_per_sample() as f64;
     let mut flops = 0.0;
@@ -303,7 +337,7 @@ fn train_model(
             meta.insert("group".to_string(), plan.group.clone());
             meta.insert("zoo".to_string(), cfg.name.clone());
             meta.insert("hyperparameters".to_string(), hp_json.clone());
-            store::save_state(&path, &net, &state, &meta)?;
+            saves.push((path, state.clone(), meta));
             rows.push(CatalogRow {
                 model_id: plan.id.clone(),
                 parent_id: parent.map(|p| p.0.id.clone()),
@@ -318,11 +352,18 @@ fn train_model(
                 generalization_gap: tr.accuracy - te.accuracy,
                 num_params: net.num_params(),
                 file,
-                weights_hash: store::weights_hash(&path)?,
+                weights_hash: String::new(),
             });
         }
     }
-    Ok(Trained { rows, steps, flops })
+    Ok(Trained {
+        id: plan.id.clone(),
+        net,
+        rows,
+        saves,
+        steps,
+        flops,
+    })
 }
 
 /// Path of a model state relative to the zoo folder.
@@ -402,26 +443,43 @@ pub fn train(
     let mut flops = 0.0f64;
     for depth in 0..=max_depth {
         let level: Vec<&ModelPlan> = todo.iter().copied().filter(|p| p.depth == depth).collect();
-        let results: Vec<Result<(u64, f64)>> = level
-            .par_iter()
-            .map(|p| {
-                let split = &cache[&source_key(p)];
-                let t = train_model(cfg, p, &plans, split, out)?;
-                let line = serde_json::to_string(&LedgerLine {
-                    model_id: p.id.clone(),
-                    rows: t.rows,
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Trained>(IO_QUEUE);
+        let rx = Mutex::new(rx);
+        let io_error: Mutex<Option<Error>> = Mutex::new(None);
+        let results: Vec<Result<(u64, f64)>> = std::thread::scope(|sc| {
+            for _ in 0..IO_THREADS {
+                sc.spawn(|| {
+                    loop {
+                        let job = rx.lock().expect("I/O queue").recv();
+                        let Ok(t) = job else { break };
+                        let id = t.id.clone();
+                        match persist_model(t, &ledger, &ledger_path) {
+                            Ok(()) => progress(&Event::ModelDone { id }),
+                            Err(e) => {
+                                io_error.lock().expect("I/O error").get_or_insert(e);
+                            }
+                        }
+                    }
+                });
+            }
+            level
+                .par_iter()
+                .map_with(tx, |tx, p| {
+                    if io_error.lock().expect("I/O error").is_some() {
+                        return Ok((0, 0.0));
+                    }
+                    let split = &cache[&source_key(p)];
+                    let t = train_model(cfg, p, &plans, split, out)?;
+                    let done = (t.steps, t.flops);
+                    // Fails only if every I/O thread is gone, which they never are early.
+                    tx.send(t).expect("I/O threads alive");
+                    Ok(done)
                 })
-                .expect("JSON");
-                {
-                    let mut f = ledger.lock().expect("ledger lock");
-                    f.write_all(format!("{line}\n").as_bytes())
-                        .and_then(|_| f.sync_data())
-                        .map_err(ioe(&ledger_path))?;
-                }
-                progress(&Event::ModelDone { id: p.id.clone() });
-                Ok((t.steps, t.flops))
-            })
-            .collect();
+                .collect()
+        });
+        if let Some(e) = io_error.into_inner().expect("I/O error") {
+            return Err(e);
+        }
         for r in results {
             let (s, f) = r?;
             steps += s;

@@ -141,3 +141,44 @@ pub fn fine_tune_tree(n: usize, seed: u64) -> Tree {
     }
     Tree { models, parents }
 }
+
+/// A tree where fine-tunes touch only part of the weights and share their drift: every child
+/// changes a random ~60 % of its parent's weights (the rest stay bit-identical, as under a
+/// data subset, frozen units or low-precision rounding), by the same deterministic map
+/// w ↦ w + 0.1·w³/σ² (which raises kurtosis, as training does) plus a little noise of its own.
+/// Siblings then differ on ~48 % of the weights but each differs from the parent on ~60 %:
+/// they are nearer each other than their parent, the case distances alone chain wrongly.
+/// Breadth-first, `branching[g]` children per model of generation g; model 0 is the root.
+pub fn partial_update_tree(branching: &[usize], seed: u64) -> (Vec<Vec<f32>>, Vec<Option<usize>>) {
+    let mut g = SplitMix64::new(seed);
+    let n0 = 32 * 48;
+    let root: Vec<f32> = (0..n0).map(|_| (normal(&mut g) * 0.1) as f32).collect();
+    let mut models = vec![root];
+    let mut parents = vec![None];
+    let mut generation = vec![0usize];
+    for &b in branching {
+        let mut next = Vec::new();
+        for &p in &generation {
+            for _ in 0..b {
+                let pw = &models[p];
+                let var = pw.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / pw.len() as f64;
+                let child: Vec<f32> = pw
+                    .iter()
+                    .map(|&x| {
+                        if g.uniform() < 0.6 {
+                            let x = x as f64;
+                            (x + 0.1 * x * x * x / var + 0.002 * normal(&mut g)) as f32
+                        } else {
+                            x
+                        }
+                    })
+                    .collect();
+                models.push(child);
+                parents.push(Some(p));
+                next.push(models.len() - 1);
+            }
+        }
+        generation = next;
+    }
+    (models, parents)
+}
