@@ -402,7 +402,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     section(
         "16. learn on weights: predict each net's test accuracy from its weights alone",
         &format!(
-            "weightspace learn bench --zoo {d}/zoo --group pop --models stats-gbm,nfn-hnp --seeds 1"
+            "weightspace learn bench --zoo {d}/zoo --group pop --models stats-gbm,nfn-hnp --epochs 20 --seeds 1"
         ),
     );
     println!(
@@ -414,7 +414,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             target: "test_acc".into(),
             states: "all".into(),
             group: Some("pop".into()),
-            epochs: None,
+            epochs: Some(20),
             rounds: None,
             batch_size: None,
             lr: None,

@@ -698,9 +698,12 @@ fn quickstart_runs() {
         "similarity",
         "lineage",
         "report",
+        "learn bench",
     ] {
         assert!(s.contains(&format!("weightspace {word}")), "{word}: {s}");
     }
+    // The learning step prints its table with both models.
+    assert!(s.contains("| stats-gbm | 1 |") && s.contains("| nfn-hnp | 1 |"), "{s}");
     // The permute step measures the outputs of both nets: unchanged up to float rounding.
     let line = s
         .lines()
