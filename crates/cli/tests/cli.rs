@@ -703,7 +703,10 @@ fn quickstart_runs() {
         assert!(s.contains(&format!("weightspace {word}")), "{word}: {s}");
     }
     // The learning step prints its table with both models.
-    assert!(s.contains("| stats-gbm | 1 |") && s.contains("| nfn-hnp | 1 |"), "{s}");
+    assert!(
+        s.contains("| stats-gbm | 1 |") && s.contains("| nfn-hnp | 1 |"),
+        "{s}"
+    );
     // The permute step measures the outputs of both nets: unchanged up to float rounding.
     let line = s
         .lines()
