@@ -46,6 +46,7 @@ pub fn loss_tensor(out: Tensor<2>, y: &[f64], classes: usize, device: &Device) -
 }
 
 /// Everything the loop needs to know about a model and its inputs.
+#[allow(clippy::type_complexity)]
 pub struct Problem<'a, M, X> {
     /// Builds a batch on a device from sample indices; the RNG is given when the batch may be
     /// augmented (training), `None` otherwise.

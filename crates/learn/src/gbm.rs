@@ -284,6 +284,7 @@ impl Gbm {
     /// Fits on `x` (`n × d`, row-major) with early stopping on (`xv`, `yv`) when it has rows
     /// (else all `cfg.rounds` rounds are kept). Deterministic given `seed`. `progress` gets
     /// (round, validation loss).
+    #[allow(clippy::too_many_arguments)]
     pub fn fit(
         x: &[f32],
         d: usize,
@@ -294,8 +295,8 @@ impl Gbm {
         seed: u64,
         progress: &mut dyn FnMut(usize, f64),
     ) -> Gbm {
-        let n = if d == 0 { 0 } else { x.len() / d };
-        let nv = if d == 0 { 0 } else { xv.len() / d };
+        let n = x.len().checked_div(d).unwrap_or(0);
+        let nv = xv.len().checked_div(d).unwrap_or(0);
         let (k, classification) = match y {
             GbmTarget::Regression(_) => (1, false),
             GbmTarget::Classes(_, c) => (*c, true),
@@ -401,7 +402,7 @@ impl Gbm {
     /// Raw outputs (`n × outputs`): the regression value, or class logits.
     pub fn predict_raw(&self, x: &[f32]) -> Vec<f64> {
         let d = self.features;
-        let n = if d == 0 { 0 } else { x.len() / d };
+        let n = x.len().checked_div(d).unwrap_or(0);
         let mut out = Vec::with_capacity(n * self.outputs);
         for i in 0..n {
             let row = &x[i * d..(i + 1) * d];

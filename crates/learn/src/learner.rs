@@ -85,7 +85,8 @@ pub struct Meta {
     pub train_seconds: f64,
 }
 
-/// The learned model.
+/// The learned model (one per run: the size difference of the variants does not matter).
+#[allow(clippy::large_enum_variant)]
 pub enum Learned {
     /// Boosted trees on the statistics.
     Gbm(Gbm),

@@ -24,7 +24,8 @@ pub fn check_available(name: &str) -> Result<()> {
     ws::check_available(name)
 }
 
-/// A trained burn model.
+/// A trained burn model (one per run: the size difference of the variants does not matter).
+#[allow(clippy::large_enum_variant)]
 pub enum Neural {
     /// `stats-mlp` or `flat-mlp`.
     Mlp(Mlp),
@@ -70,8 +71,8 @@ impl Inputs<'_> {
         let mut v = Vec::new();
         let mut dim = 0;
         for &i in idx {
-            let row: Cow<'_, Vec<f32>> = if self.augment.is_none() || rng.is_none() {
-                Cow::Borrowed(&self.cached[i])
+            let row: Cow<'_, [f32]> = if self.augment.is_none() || rng.is_none() {
+                Cow::Borrowed(self.cached[i].as_slice())
             } else {
                 let n = self.net(i, rng.as_deref_mut());
                 Cow::Owned(encode_vec(self.model, &n, self.norm))
