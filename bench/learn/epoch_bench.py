@@ -73,7 +73,7 @@ def time_weightspace(ws, zoo, model, args):
     out = os.path.join(args.work, f"ws-{model}")
     cmd = [ws, "learn", "train", "--zoo", zoo, "--model", model, "--epochs", "1",
            "--hidden", str(args.hidden), "--depth", str(args.depth),
-           "--batch-size", str(args.batch), "--seed", "0", "-o", out, "--json"] + args.ws_extra
+           "--batch-size", str(args.batch), "--states", "last", "--seed", "0", "-o", out, "--json"] + args.ws_extra
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
     stdout, wall, cpu = sh(cmd, env)
     train_s = None
@@ -147,6 +147,15 @@ def nfn_model(hnp, hidden, depth):
 def ng_model(ng_repo, hidden, depth):
     import torch
     sys.path.insert(0, ng_repo)
+    try:
+        import torch_geometric.utils.trim_to_layer  # noqa: F401
+    except ImportError:
+        # torch_geometric >= 2.5 dropped this module; neural-graphs imports `TrimToLayer` but only
+        # calls it with `num_sampled_nodes_per_hop` (neighbour sampling), never used here.
+        import types
+        m = types.ModuleType("torch_geometric.utils.trim_to_layer")
+        m.TrimToLayer = type("TrimToLayer", (torch.nn.Module,), {})
+        sys.modules[m.__name__] = m
     from nn.gnn import GNNForClassification
 
     gc = {"_target_": "nn.graph_constructor.GraphConstructor", "_recursive_": False,
