@@ -251,7 +251,7 @@ def main():
         rows.append({"model": m, "weightspace": ws, "reference": ref,
                      "load": os.getloadavg()[0]})
         w = ws["wall_s"] if ws else float("nan")
-        print(f"{m}: ws {w:.2f} s wall, ref {ref['wall_s']:.2f} s wall", flush=True)
+        print(f"{m}: ws {w:.2f} s wall, ref {ref['wall_s']:.2f} s wall, {ref['cpu_s']:.2f} s CPU", flush=True)
     print()
     print(f"{'model':9} {'ws s/epoch':>11} {'ws train_s':>11} {'ws CPU s':>9} "
           f"{'ref s/epoch':>12} {'ref CPU s':>10} {'ws/ref':>7} {'load':>5}")
