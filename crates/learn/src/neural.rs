@@ -140,12 +140,11 @@ pub fn train(
             y: ys,
             classes: cls,
         };
-        let (m, hist) = fit::fit(m, &p, tr, va, cfg, opts.seed, &ad, &plain, progress);
-        let rv = fit::predict(&p, &m, va, 256, &plain);
-        let rt = fit::predict(&p, &m, te, 256, &plain);
+        let (m, epochs, rv, rt) =
+            fit_scored(m, &p, (tr, va, te), cfg, opts.seed, (&ad, &plain), progress);
         Ok((
             crate::learner::Learned::Neural(Neural::Mlp(m)),
-            hist.len(),
+            epochs,
             rv,
             rt,
         ))
@@ -161,12 +160,11 @@ pub fn train(
             y: ys,
             classes: cls,
         };
-        let (m, hist) = fit::fit(m, &p, tr, va, cfg, opts.seed, &ad, &plain, progress);
-        let rv = fit::predict(&p, &m, va, 256, &plain);
-        let rt = fit::predict(&p, &m, te, 256, &plain);
+        let (m, epochs, rv, rt) =
+            fit_scored(m, &p, (tr, va, te), cfg, opts.seed, (&ad, &plain), progress);
         Ok((
             crate::learner::Learned::Neural(Neural::Ws(m)),
-            hist.len(),
+            epochs,
             rv,
             rt,
         ))
@@ -222,4 +220,22 @@ impl Neural {
             Ok(Neural::Ws(nn::load_module(m, path)?))
         }
     }
+}
+
+/// Trains `model` (on the autodiff device of `devices.0`) with early stopping, and scores the best
+/// epoch's model on the validation and test indices: (model, epochs run, raw validation outputs,
+/// raw test outputs). One path for the MLP baselines and the weight-space networks.
+fn fit_scored<M: burn::module::Module + Clone, X>(
+    model: M,
+    p: &Problem<M, X>,
+    (tr, va, te): (&[usize], &[usize], &[usize]),
+    cfg: &crate::train::TrainConfig,
+    seed: u64,
+    (ad, plain): (&Device, &Device),
+    progress: &mut dyn FnMut(Progress),
+) -> (M, usize, Vec<f32>, Vec<f32>) {
+    let (m, hist) = fit::fit(model, p, tr, va, cfg, seed, ad, plain, progress);
+    let rv = fit::predict(p, &m, va, 256, plain);
+    let rt = fit::predict(p, &m, te, 256, plain);
+    (m, hist.len(), rv, rt)
 }

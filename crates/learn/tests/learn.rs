@@ -86,17 +86,7 @@ fn end_to_end_on_a_tiny_zoo() {
     .unwrap();
     assert!(last.samples.iter().all(|s| s.epoch == 3));
 
-    let models: &[&str] = &[
-        "stats-gbm",
-        "stats-mlp",
-        "flat-mlp",
-        "deepsets",
-        "nfn-np",
-        "nfn-hnp",
-        "dws",
-        "ng-gnn",
-        "ng-transformer",
-    ];
+    let models = learn::MODEL_NAMES;
     for &model in models {
         let run = RunOptions {
             model: model.into(),
