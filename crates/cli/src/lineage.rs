@@ -39,6 +39,11 @@ pub struct Args {
     /// value wherever its own training did not touch a weight (0: distances and kurtosis only).
     #[arg(long, default_value_t = 1000.0)]
     pub unchanged_weight: f64,
+    /// Relative tolerance for weights the child shrank by one common factor (weight decay
+    /// under SGD/momentum + L2 or AdamW where no gradient reached): counted with the unchanged
+    /// values when their child/parent ratios agree within it (0: exact values only).
+    #[arg(long, default_value_t = 1e-5)]
+    pub scale_tolerance: f64,
     /// Seed for the sample positions.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -73,9 +78,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         || a.direction_weight.is_nan()
         || a.unchanged_weight.is_nan()
         || a.unchanged_weight < 0.0
+        || a.scale_tolerance.is_nan()
+        || a.scale_tolerance < 0.0
     {
         return Err(exit::bad_input(
-            "--sample must be positive and --split, --direction-weight, --unchanged-weight numbers >= 0",
+            "--sample must be positive and --split, --direction-weight, --unchanged-weight, --scale-tolerance numbers >= 0",
         ));
     }
     let models = open_models(&a.paths)?;
@@ -84,6 +91,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         split: a.split,
         direction_weight: a.direction_weight,
         unchanged_weight: a.unchanged_weight,
+        scale_tolerance: a.scale_tolerance,
         seed: a.seed,
         ..Default::default()
     };
