@@ -938,6 +938,28 @@ mod tests {
     }
 
     #[test]
+    fn common_factor_spike_counts_and_a_smooth_density_does_not() {
+        let mut g = SplitMix64::new(3);
+        // 500 ratios spread over (0.5, 1.5), 40 at one factor 0.9995 (±1e-7), weight 2 each.
+        let mut r: Vec<(f64, f64)> = (0..500).map(|_| (0.5 + g.uniform(), 2.0)).collect();
+        r.extend((0..40).map(|_| (0.9995 * (1.0 + 1e-7 * (g.uniform() - 0.5)), 2.0)));
+        let below: Vec<(f64, f64)> = r.iter().copied().filter(|x| x.0 < 1.0).collect();
+        let got = common_factor_share(below, 1e-5);
+        assert!((78.0..=80.0).contains(&got), "{got}");
+        assert_eq!(common_factor_share(r.clone(), 0.0), 0.0);
+        // Barely touched weights: ratios that crowd toward 1 (density rising steeply) are
+        // no common factor.
+        // (About 50 ratios per window at the first allowed one, 1 − 4e-5.)
+        let near_one: Vec<(f64, f64)> = (1..20000)
+            .map(|i| (1.0 - 1e-9 * (i as f64).powi(2), 1.0))
+            .collect();
+        assert_eq!(common_factor_share(near_one, 1e-5), 0.0);
+        // Too few to count.
+        let few: Vec<(f64, f64)> = (0..MIN_SCALED - 1).map(|_| (0.9, 1.0)).collect();
+        assert_eq!(common_factor_share(few, 1e-5), 0.0);
+    }
+
+    #[test]
     fn kurtosis_of_known_values() {
         // scipy.stats.kurtosis([1, 2, 3, 4, 10]) == 278.8 / 10² − 3 == −0.212
         let (k, sq) = kurtosis(&[1.0, 2.0, 3.0, 4.0, 10.0]);

@@ -121,7 +121,17 @@ fn one_model_is_bad_input() {
 
 /// Directed-edge accuracy on `common::partial_update_tree` with `opts`.
 fn partial_tree_accuracy(branching: &[usize], seed: u64, opts: &LineageOptions) -> f64 {
-    let (ws, parents) = common::partial_update_tree(branching, seed);
+    decayed_tree_accuracy(branching, seed, false, opts)
+}
+
+/// The same on `common::partial_update_tree_with(…, decay)`.
+fn decayed_tree_accuracy(
+    branching: &[usize],
+    seed: u64,
+    decay: bool,
+    opts: &LineageOptions,
+) -> f64 {
+    let (ws, parents) = common::partial_update_tree_with(branching, seed, decay);
     let dir = tempfile::tempdir().unwrap();
     let label = |i: usize| format!("m{i:03}");
     let models: Vec<(String, Checkpoint)> = ws
@@ -170,5 +180,32 @@ fn siblings_nearer_each_other_than_their_parent_are_not_chained() {
             acc_old < acc,
             "seed {seed}: {acc_old} without the term, {acc} with"
         );
+    }
+}
+
+#[test]
+fn weight_decayed_children_are_placed_by_their_common_factor() {
+    // As above, but every child also shrinks the weights it did not train by its own factor
+    // c < 1 (weight decay), so no weight is bit-identical between any two models: the
+    // unchanged-values term alone says nothing and the tree falls back to distances.
+    let new = LineageOptions {
+        split: 100.0,
+        ..Default::default()
+    };
+    for seed in [1u64, 2] {
+        let acc = decayed_tree_accuracy(&[3, 2, 2], seed, true, &new);
+        assert!(acc >= 0.8, "seed {seed}: accuracy {acc}");
+        // Control: without the common-factor part (exact values only) the same trees are
+        // mostly chained, so this test does exercise it.
+        let old = LineageOptions {
+            scale_tolerance: 0.0,
+            ..new.clone()
+        };
+        let acc_old = decayed_tree_accuracy(&[3, 2, 2], seed, true, &old);
+        assert!(
+            acc_old < acc,
+            "seed {seed}: {acc_old} without the common factor, {acc} with"
+        );
+        eprintln!("seed {seed}: {acc} with the common factor, {acc_old} without");
     }
 }

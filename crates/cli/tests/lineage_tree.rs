@@ -14,9 +14,11 @@ use common::ws;
 /// the unchanged-values term (`--unchanged-weight 0`) it was 19, so this fails without it.
 const MIN_CORRECT: usize = 23;
 
-#[test]
-fn recovers_the_digits_fine_tune_tree() {
-    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../zoos/digits-tree.toml");
+/// Trains the zoo config `name` (in `zoos/`), runs `weightspace lineage` on the last states
+/// once per entry of `extra` (extra options), and returns (directed edges right per entry,
+/// true edges).
+fn score_tree(name: &str, models: usize, extra: &[&[&str]]) -> (Vec<usize>, usize) {
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../zoos/{name}.toml"));
     let d = tempfile::tempdir().unwrap();
     let zoo = d.path().join("tree");
     let zoo_s = zoo.to_str().unwrap();
@@ -36,7 +38,7 @@ fn recovers_the_digits_fine_tune_tree() {
             last.insert(id, r);
         }
     }
-    assert_eq!(last.len(), 29);
+    assert_eq!(last.len(), models);
     let path = |id: &str| {
         zoo.join(last[id]["file"].as_str().unwrap())
             .to_str()
@@ -47,32 +49,66 @@ fn recovers_the_digits_fine_tune_tree() {
         .iter()
         .filter_map(|(id, r)| r["parent_id"].as_str().map(|p| (path(p), path(id))))
         .collect();
-    assert_eq!(truth.len(), 28);
+    assert_eq!(truth.len(), models - 1);
     let files: Vec<String> = last.keys().map(|id| path(id)).collect();
-    let mut args = vec!["lineage", "--json", "-q"];
-    args.extend(files.iter().map(String::as_str));
-    let (rc, out, err) = ws(&args);
-    assert_eq!(rc, 0, "{err}");
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let got: BTreeSet<(String, String)> = v["edges"]
-        .as_array()
-        .unwrap()
+    let right = extra
         .iter()
-        .map(|e| {
-            (
-                e["parent"].as_str().unwrap().to_string(),
-                e["child"].as_str().unwrap().to_string(),
-            )
+        .map(|extra| {
+            let mut args = vec!["lineage", "--json", "-q"];
+            args.extend(extra.iter().copied());
+            args.extend(files.iter().map(String::as_str));
+            let (rc, out, err) = ws(&args);
+            assert_eq!(rc, 0, "{err}");
+            let v: Value = serde_json::from_str(&out).unwrap();
+            let got: BTreeSet<(String, String)> = v["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["parent"].as_str().unwrap().to_string(),
+                        e["child"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            let right = truth.intersection(&got).count();
+            println!(
+                "{name} {extra:?}: {right} of {} directed edges recovered",
+                truth.len()
+            );
+            right
         })
         .collect();
-    let right = truth.intersection(&got).count();
-    println!(
-        "digits-tree: {right} of {} directed edges recovered",
-        truth.len()
+    (right, truth.len())
+}
+
+#[test]
+fn recovers_the_digits_fine_tune_tree() {
+    let (right, n) = score_tree("digits-tree", 29, &[&[]]);
+    assert!(
+        right[0] >= MIN_CORRECT,
+        "{} of {n} edges recovered, expected at least {MIN_CORRECT}",
+        right[0]
+    );
+}
+
+/// On `zoos/digits-tree-wide.toml` (zoo seed 0) 27 of 30 edges are recovered, 24 without the
+/// common-factor part of the unchanged-values term (`--scale-tolerance 0`): its three
+/// SGD-momentum children with weight decay were misplaced (RESULTS.md).
+const MIN_CORRECT_WIDE: usize = 26;
+
+#[test]
+fn weight_decayed_momentum_fine_tunes_find_their_parents() {
+    let (right, n) = score_tree("digits-tree-wide", 31, &[&[], &["--scale-tolerance", "0"]]);
+    assert!(
+        right[0] >= MIN_CORRECT_WIDE,
+        "{} of {n} edges recovered, expected at least {MIN_CORRECT_WIDE}",
+        right[0]
     );
     assert!(
-        right >= MIN_CORRECT,
-        "{right} of {} edges recovered, expected at least {MIN_CORRECT}",
-        truth.len()
+        right[1] < right[0],
+        "{} edges without the common factor, {} with",
+        right[1],
+        right[0]
     );
 }

@@ -150,6 +150,17 @@ pub fn fine_tune_tree(n: usize, seed: u64) -> Tree {
 /// they are nearer each other than their parent, the case distances alone chain wrongly.
 /// Breadth-first, `branching[g]` children per model of generation g; model 0 is the root.
 pub fn partial_update_tree(branching: &[usize], seed: u64) -> (Vec<Vec<f32>>, Vec<Option<usize>>) {
+    partial_update_tree_with(branching, seed, false)
+}
+
+/// [`partial_update_tree`], and with `decay` every child also multiplies the weights its
+/// update did not touch by its own factor c ∈ (0.999, 0.9999), as weight decay does under
+/// SGD-momentum + L2 or AdamW where no data gradient reaches: no weight stays bit-identical.
+pub fn partial_update_tree_with(
+    branching: &[usize],
+    seed: u64,
+    decay: bool,
+) -> (Vec<Vec<f32>>, Vec<Option<usize>>) {
     let mut g = SplitMix64::new(seed);
     let n0 = 32 * 48;
     let root: Vec<f32> = (0..n0).map(|_| (normal(&mut g) * 0.1) as f32).collect();
@@ -161,6 +172,11 @@ pub fn partial_update_tree(branching: &[usize], seed: u64) -> (Vec<Vec<f32>>, Ve
         for &p in &generation {
             for _ in 0..b {
                 let pw = &models[p];
+                let c = if decay {
+                    1.0 - 1e-4 - 9e-4 * g.uniform()
+                } else {
+                    1.0
+                };
                 let var = pw.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / pw.len() as f64;
                 let child: Vec<f32> = pw
                     .iter()
@@ -169,7 +185,7 @@ pub fn partial_update_tree(branching: &[usize], seed: u64) -> (Vec<Vec<f32>>, Ve
                             let x = x as f64;
                             (x + 0.1 * x * x * x / var + 0.002 * normal(&mut g)) as f32
                         } else {
-                            x
+                            (x as f64 * c) as f32
                         }
                     })
                     .collect();
