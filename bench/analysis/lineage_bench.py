@@ -63,6 +63,8 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--example", action="store_true",
                     help="--bin is the analyze crate's example (target/*/examples/analysis)")
+    ap.add_argument("--lineage-args", default="",
+                    help="extra options for `weightspace lineage`, e.g. '--scale-tolerance 0'")
     args = ap.parse_args()
     accs, times = [], []
     for seed in args.seeds:
@@ -74,7 +76,7 @@ def main():
             save_file({"linear.weight": w.astype(np.float32), "linear.bias": b.astype(np.float32)}, name[i])
         t0 = time.perf_counter()
         cmd = ([args.bin, "lineage", d] if args.example
-               else [args.bin, "lineage", d, "--json", "--quiet"])
+               else [args.bin, "lineage", d, "--json", "--quiet", *args.lineage_args.split()])
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         times.append(time.perf_counter() - t0)
         rep = json.loads(out)
