@@ -15,6 +15,10 @@
 //! instead of a full solve. One more shortcut, which never changes the result: a group whose cost matrix cannot have changed
 //! since its last assignment (no group sharing a tensor with it changed its permutation) is not
 //! recomputed — the reference would rebuild the same matrix and get the same assignment.
+//! Within a matrix, the terms of members whose other-side permutations did not change (the
+//! residual stream's embeddings and norms; a layer whose groups kept their permutations) come
+//! from a per-class cache (`CostPlan`), in a summation order fixed by the spec, so a cached
+//! matrix equals a fresh one bit for bit.
 
 use std::collections::HashMap;
 
