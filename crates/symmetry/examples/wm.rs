@@ -15,6 +15,11 @@ use weightspace_spec::spec_for_checkpoint;
 use weightspace_symmetry::{MatchOptions, Weights, align};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // RUST_LOG=weightspace_symmetry=debug shows the loop's steps and counters on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("spec") => {

@@ -22,6 +22,7 @@
 
 mod action;
 mod canon;
+mod certify;
 mod lap;
 pub mod lmc;
 mod matching;
