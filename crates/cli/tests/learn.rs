@@ -3,11 +3,11 @@
 //! zoo, an unknown target or model, and a checkpoint of another architecture.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use weightspace_zoo::{TrainOptions, ZooConfig};
 
-const BIN: &str = env!("CARGO_BIN_EXE_weightspace");
+mod common;
+use common::ws as run;
 
 const ZOO: &str = r#"
 name = "cli-learn"
@@ -27,28 +27,18 @@ lr = { log_uniform = [1e-4, 1e-1] }
 samples = 8
 "#;
 
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run weightspace")
+/// (exit code, stdout, stderr) of one run of the binary.
+type Ran = (i32, String, String);
+
+fn ok(o: &Ran) -> String {
+    let (code, out, err) = o;
+    assert_eq!(*code, 0, "exit {code}\nstdout: {out}\nstderr: {err}");
+    out.clone()
 }
 
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn bad(o: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+fn bad(o: &Ran, needle: &str) {
+    let (code, _, err) = o;
+    assert_eq!(*code, 2, "stderr: {err}");
     assert!(err.contains(needle), "`{needle}` not in: {err}");
 }
 

@@ -475,33 +475,20 @@ mod tests {
 
     #[test]
     fn classifies_three_classes() {
-        let (x, y) = data(600, 3);
-        let cls: Vec<usize> = x
-            .chunks(3)
-            .map(|r| {
-                if r[0] < -0.3 {
-                    0
-                } else if r[0] < 0.3 {
-                    1
-                } else {
-                    2
-                }
-            })
-            .collect();
-        let _ = y;
+        // Three bands of the first feature.
+        let label = |r: &[f32]| -> usize {
+            if r[0] < -0.3 {
+                0
+            } else if r[0] < 0.3 {
+                1
+            } else {
+                2
+            }
+        };
+        let (x, _) = data(600, 3);
+        let cls: Vec<usize> = x.chunks(3).map(label).collect();
         let (xv, _) = data(200, 4);
-        let clsv: Vec<usize> = xv
-            .chunks(3)
-            .map(|r| {
-                if r[0] < -0.3 {
-                    0
-                } else if r[0] < 0.3 {
-                    1
-                } else {
-                    2
-                }
-            })
-            .collect();
+        let clsv: Vec<usize> = xv.chunks(3).map(label).collect();
         let m = Gbm::fit(
             &x,
             3,

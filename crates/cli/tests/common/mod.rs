@@ -2,10 +2,12 @@
 
 use std::process::Command;
 
-/// Runs the built `weightspace` binary: (exit code, stdout, stderr).
+/// Runs the built `weightspace` binary: (exit code, stdout, stderr). `RUST_LOG` is not passed
+/// on, so a developer's log settings cannot add lines to the stderr the tests read.
 pub fn ws(args: &[&str]) -> (i32, String, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_weightspace"))
         .args(args)
+        .env_remove("RUST_LOG")
         .output()
         .unwrap();
     (
