@@ -1162,24 +1162,49 @@ pub fn loss_and_grad(
     let inv_n = 1.0 / n as f32;
     match task {
         Task::Classification { .. } => {
-            for ((o, d), &t) in out.chunks_exact(k).zip(dout.chunks_exact_mut(k)).zip(y) {
-                let t = t as usize;
-                let m = o.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-                let mut z = 0.0f32;
-                for (dv, &v) in d.iter_mut().zip(o) {
-                    let e = (v - m).exp();
-                    *dv = e;
-                    z += e;
+            // d = o − rowmax, then eᵈ over the whole block at once (vectorised), then the
+            // per-row sums.
+            let mut maxes = [0.0f32; 64];
+            for (rows, (o, d)) in out.chunks(64 * k).zip(dout.chunks_mut(64 * k)).enumerate() {
+                let maxes = &mut maxes[..o.len() / k];
+                for ((orow, drow), m) in o
+                    .chunks_exact(k)
+                    .zip(d.chunks_exact_mut(k))
+                    .zip(maxes.iter_mut())
+                {
+                    *m = orow.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                    for (dv, &v) in drow.iter_mut().zip(orow) {
+                        *dv = v - *m;
+                    }
                 }
-                loss += (z.ln() + m - o[t]) as f64;
-                for dv in d.iter_mut() {
-                    *dv *= inv_n / z;
-                }
-                d[t] -= inv_n;
-                let finite = o.iter().all(|v| v.is_finite());
-                // ties: the first maximal index wins
-                if finite && o.iter().position(|&v| v == m) == Some(t) {
-                    correct += 1;
+                crate::kernels::simd(
+                    #[inline(always)]
+                    || {
+                        for dv in d.iter_mut() {
+                            *dv = crate::kernels::exp_nonpositive(*dv);
+                        }
+                    },
+                );
+                let targets = &y[rows * 64..];
+                for (((orow, drow), &m), &t) in o
+                    .chunks_exact(k)
+                    .zip(d.chunks_exact_mut(k))
+                    .zip(maxes.iter())
+                    .zip(targets)
+                {
+                    let t = t as usize;
+                    let z: f32 = drow.iter().sum();
+                    loss += (z.ln() + m - orow[t]) as f64;
+                    let s = inv_n / z;
+                    for dv in drow.iter_mut() {
+                        *dv *= s;
+                    }
+                    drow[t] -= inv_n;
+                    let finite = orow.iter().all(|v| v.is_finite());
+                    // ties: the first maximal index wins
+                    if finite && orow.iter().position(|&v| v == m) == Some(t) {
+                        correct += 1;
+                    }
                 }
             }
         }
