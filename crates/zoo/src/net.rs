@@ -597,12 +597,48 @@ impl Net {
     ) -> &'w [f32] {
         assert!(n <= ws.batch, "batch larger than the workspace");
         assert_eq!(x.len(), n * self.input_len(), "input size");
-        ws.acts[0][..x.len()].copy_from_slice(x);
+        if train {
+            // Kept for the backward pass.
+            ws.acts[0][..x.len()].copy_from_slice(x);
+            self.forward_impl(state, ws, None, n, train, rng)
+        } else {
+            self.forward_impl(state, ws, Some(x), n, train, rng)
+        }
+    }
+
+    /// [`Net::forward`] on the `n` samples already in [`Workspace::input_mut`] (saves copying
+    /// a batch that was gathered there).
+    pub fn forward_input<'w>(
+        &self,
+        state: &State,
+        ws: &'w mut Workspace,
+        n: usize,
+        train: bool,
+        rng: &mut Rng,
+    ) -> &'w [f32] {
+        self.forward_impl(state, ws, None, n, train, rng)
+    }
+
+    /// The forward pass, reading the first stage's input from `input` when given, else from
+    /// the workspace's input buffer.
+    fn forward_impl<'w>(
+        &self,
+        state: &State,
+        ws: &'w mut Workspace,
+        input: Option<&[f32]>,
+        n: usize,
+        train: bool,
+        rng: &mut Rng,
+    ) -> &'w [f32] {
+        assert!(n <= ws.batch, "batch larger than the workspace");
         let p = &state.params;
         let (mut ci, mut mi, mut bi) = (0, 0, 0);
         for (i, s) in self.stages.iter().enumerate() {
             let (head, tail) = ws.acts.split_at_mut(i + 1);
-            let xin = &head[i][..n * s.in_len];
+            let xin = match input {
+                Some(x) if i == 0 => x,
+                _ => &head[i][..n * s.in_len],
+            };
             let y = &mut tail[0][..n * s.out_len];
             match s.op {
                 Op::Dense { w, b, inp, out } => {
@@ -1019,6 +1055,11 @@ impl Workspace {
     /// Largest batch this workspace holds.
     pub fn capacity(&self) -> usize {
         self.batch
+    }
+
+    /// The input buffer of [`Net::forward_input`]: `batch × input` values, sample-major.
+    pub fn input_mut(&mut self) -> &mut [f32] {
+        &mut self.acts[0]
     }
 }
 
