@@ -1418,15 +1418,8 @@ mod tests {
             let (mut loss2, mut correct2) = (0.0f64, 0);
             let mut d2 = vec![0.0; n * k];
             let inv_n = 1.0 / n as f32;
-            for i in 0..n {
-                let r = i * k..(i + 1) * k;
-                correct2 += xent_row(
-                    &out[r.clone()],
-                    y[i] as usize,
-                    inv_n,
-                    &mut d2[r],
-                    &mut loss2,
-                );
+            for ((o, d), &t) in out.chunks_exact(k).zip(d2.chunks_exact_mut(k)).zip(&y) {
+                correct2 += xent_row(o, t as usize, inv_n, d, &mut loss2);
             }
             assert_eq!(correct, correct2, "case {case}");
             assert_eq!(loss.to_bits(), (loss2 / n as f64).to_bits(), "case {case}");
