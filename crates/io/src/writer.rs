@@ -147,15 +147,15 @@ where
 
 /// Writes f32 tensors given as (name, shape, values) as one safetensors file, atomically:
 /// the small-checkpoint case (demo nets, learned models, test fixtures).
-pub fn write_f32_safetensors(
+pub fn write_f32_safetensors<N: AsRef<str>>(
     path: &Path,
-    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    tensors: &[(N, Vec<usize>, Vec<f32>)],
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
     let infos: Vec<TensorInfo> = tensors
         .iter()
         .map(|(name, shape, _)| TensorInfo {
-            name: name.clone(),
+            name: name.as_ref().to_string(),
             dtype: DType::F32,
             shape: shape.clone(),
         })

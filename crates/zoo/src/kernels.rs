@@ -46,27 +46,6 @@ pub(crate) fn gemm(
     g.run_portable();
 }
 
-/// [`gemm`] without the AVX2/FMA kernel (the path of CPUs without them), for tests.
-#[cfg(test)]
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_portable(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    rsa: usize,
-    csa: usize,
-    b: &[f32],
-    rsb: usize,
-    init: Option<&[f32]>,
-    c: &mut [f32],
-    rsc: usize,
-) {
-    if let Some(g) = Gemm::checked(m, k, n, a, rsa, csa, b, rsb, init, c, rsc) {
-        g.run_portable();
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 fn fma_available() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
@@ -500,7 +479,10 @@ mod tests {
             let mut c2 = c.clone();
             let init = with_init.then_some(&init[..]);
             gemm(m, k, n, &a, rsa, csa, &b, rsb, init, &mut c, rsc);
-            gemm_portable(m, k, n, &a, rsa, csa, &b, rsb, init, &mut c2, rsc);
+            // The path of CPUs without AVX2 and FMA.
+            if let Some(g) = Gemm::checked(m, k, n, &a, rsa, csa, &b, rsb, init, &mut c2, rsc) {
+                g.run_portable();
+            }
             assert!(
                 c.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()),
                 "case {case}: the portable path differs"
