@@ -1,12 +1,9 @@
 //! `weightspace quickstart`: the README's main job — a guided tour on data it makes itself.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use weightspace_io::{
-    Checkpoint, ConvertOptions, DType, TensorInfo, convert, encode_f32, write_safetensors,
-};
+use weightspace_io::{Checkpoint, ConvertOptions, DType, convert, write_f32_safetensors};
 
 use crate::{
     align, diff, hash, inspect, interp, learn, lineage, merge, permute, report, similarity,
@@ -48,28 +45,6 @@ impl SplitMix {
             .sum::<f32>()
             - 6.0
     }
-}
-
-/// Writes an f32 checkpoint from (name, shape, values).
-fn write_f32(
-    path: &Path,
-    tensors: &[(String, Vec<usize>, Vec<f32>)],
-    meta: &BTreeMap<String, String>,
-) -> anyhow::Result<()> {
-    let infos: Vec<TensorInfo> = tensors
-        .iter()
-        .map(|(n, s, _)| TensorInfo {
-            name: n.clone(),
-            dtype: DType::F32,
-            shape: s.clone(),
-        })
-        .collect();
-    write_safetensors(path, &infos, meta, |i| {
-        Ok(Cow::Owned(
-            encode_f32(&tensors[i].2, DType::F32).expect("f32"),
-        ))
-    })?;
-    Ok(())
 }
 
 /// A He-initialised 64-32-10 MLP in PyTorch naming (`layers.k.weight` is [out, in]).
@@ -117,8 +92,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let base_p = out.join("base.safetensors");
     let tuned_p = out.join("finetuned.safetensors");
-    write_f32(&base_p, &base, &meta("base"))?;
-    write_f32(&tuned_p, &tuned, &meta("finetuned"))?;
+    write_f32_safetensors(&base_p, &base, &meta("base"))?;
+    write_f32_safetensors(&tuned_p, &tuned, &meta("finetuned"))?;
     let half_p = out.join("base-f16.safetensors");
     convert(
         &Checkpoint::open(&base_p)?,

@@ -5,13 +5,12 @@
 //! `fixtures/stats.safetensors` and its numpy goldens `fixtures/stats_golden.json` are written
 //! by `fixtures/make_stats_golden.py`; other inputs are made here with `weightspace-io`.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
-use weightspace_io::{Checkpoint, DType, TensorInfo, write_safetensors};
+use weightspace_io::{Checkpoint, DType, write_f32_safetensors};
 
 const BIN: &str = env!("CARGO_BIN_EXE_weightspace");
 
@@ -75,21 +74,8 @@ fn dir_entries(dir: &Path) -> Vec<String> {
 
 /// Writes an f32 safetensors file of (name, shape, values).
 fn write_f32(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
-    let infos: Vec<TensorInfo> = tensors
-        .iter()
-        .map(|(n, s, _)| TensorInfo {
-            name: n.to_string(),
-            dtype: DType::F32,
-            shape: s.clone(),
-        })
-        .collect();
     let meta = BTreeMap::from([("made_by".to_string(), "cli.rs".to_string())]);
-    write_safetensors(path, &infos, &meta, |i| {
-        Ok(Cow::Owned(
-            tensors[i].2.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ))
-    })
-    .unwrap();
+    write_f32_safetensors(path, tensors, &meta).unwrap();
 }
 
 const STATS_KEYS: [&str; 16] = [

@@ -51,6 +51,6 @@ pub use gguf::{GGUF_MAX_ARRAY_LEN, GGUF_MAX_DEPTH, GGUF_MAX_KEPT_ELEMENTS};
 pub use safetensors::MAX_HEADER_SIZE;
 pub use tensor::{Buf, Data, Entry, Producer, TensorInfo, TensorView, combine_hashes};
 pub use writer::{
-    AtomicFile, ConvertOptions, convert, parse_size, plan_shards, write_atomic, write_safetensors,
-    write_sharded,
+    AtomicFile, ConvertOptions, convert, parse_size, plan_shards, write_atomic,
+    write_f32_safetensors, write_safetensors, write_sharded,
 };

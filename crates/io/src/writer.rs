@@ -145,6 +145,28 @@ where
     f.commit()
 }
 
+/// Writes f32 tensors given as (name, shape, values) as one safetensors file, atomically:
+/// the small-checkpoint case (demo nets, learned models, test fixtures).
+pub fn write_f32_safetensors<N: AsRef<str>>(
+    path: &Path,
+    tensors: &[(N, Vec<usize>, Vec<f32>)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    let infos: Vec<TensorInfo> = tensors
+        .iter()
+        .map(|(name, shape, _)| TensorInfo {
+            name: name.as_ref().to_string(),
+            dtype: DType::F32,
+            shape: shape.clone(),
+        })
+        .collect();
+    write_safetensors(path, &infos, metadata, |i| {
+        Ok(Cow::Owned(
+            tensors[i].2.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ))
+    })
+}
+
 /// Splits tensors (in order) into shards of at most `max_bytes` each; a tensor larger than the
 /// limit gets a shard of its own. Returns index lists.
 pub fn plan_shards(tensors: &[TensorInfo], max_bytes: u64) -> Vec<Vec<usize>> {

@@ -127,6 +127,14 @@ pub fn train(
     };
     let out = outputs(&zoo.task);
     let cls = classes(&zoo.task);
+    let s = Scoring {
+        y: ys,
+        classes: cls,
+        split: (tr, va, te),
+        cfg,
+        seed: opts.seed,
+        devices: (&ad, &plain),
+    };
     if is_mlp {
         let dim = inputs.cached[0].len();
         let m = fit::seeded_init(&ad, opts.seed, |d| {
@@ -134,40 +142,14 @@ pub fn train(
         });
         let make = |idx: &[usize], rng: Option<&mut Rng>, d: &Device| inputs.vectors(idx, rng, d);
         let fwd = |m: &Mlp, x: &Tensor<2>| m.forward(x.clone());
-        let p = Problem {
-            make: &make,
-            forward: &fwd,
-            y: ys,
-            classes: cls,
-        };
-        let (m, epochs, rv, rt) =
-            fit_scored(m, &p, (tr, va, te), cfg, opts.seed, (&ad, &plain), progress);
-        Ok((
-            crate::learner::Learned::Neural(Neural::Mlp(m)),
-            epochs,
-            rv,
-            rt,
-        ))
+        Ok(fit_scored(&s, m, &make, &fwd, Neural::Mlp, progress))
     } else {
         let m = fit::seeded_init(&ad, opts.seed, |d| {
             ws::init(&opts.model, &zoo.layout, cfg, out, d)
         })?;
         let make = |idx: &[usize], rng: Option<&mut Rng>, d: &Device| inputs.ws(idx, rng, d);
         let fwd = |m: &ws::Model, x: &ws::Batch| ws::forward(m, x);
-        let p = Problem {
-            make: &make,
-            forward: &fwd,
-            y: ys,
-            classes: cls,
-        };
-        let (m, epochs, rv, rt) =
-            fit_scored(m, &p, (tr, va, te), cfg, opts.seed, (&ad, &plain), progress);
-        Ok((
-            crate::learner::Learned::Neural(Neural::Ws(m)),
-            epochs,
-            rv,
-            rt,
-        ))
+        Ok(fit_scored(&s, m, &make, &fwd, Neural::Ws, progress))
     }
 }
 
@@ -222,20 +204,39 @@ impl Neural {
     }
 }
 
-/// Trains `model` (on the autodiff device of `devices.0`) with early stopping, and scores the best
-/// epoch's model on the validation and test indices: (model, epochs run, raw validation outputs,
-/// raw test outputs). One path for the MLP baselines and the weight-space networks.
-fn fit_scored<M: burn::module::Module + Clone, X>(
-    model: M,
-    p: &Problem<M, X>,
-    (tr, va, te): (&[usize], &[usize], &[usize]),
-    cfg: &crate::train::TrainConfig,
+/// What [`fit_scored`] needs besides the model and its inputs.
+struct Scoring<'a> {
+    y: &'a [f64],
+    classes: usize,
+    split: (&'a [usize], &'a [usize], &'a [usize]),
+    cfg: &'a crate::train::TrainConfig,
     seed: u64,
-    (ad, plain): (&Device, &Device),
+    /// (autodiff device for training, plain device for scoring)
+    devices: (&'a Device, &'a Device),
+}
+
+/// Trains `model` with early stopping, and scores the best epoch's model on the validation and
+/// test indices: (the model wrapped by `wrap`, epochs run, raw validation outputs, raw test
+/// outputs). One path for the MLP baselines and the weight-space networks.
+#[allow(clippy::type_complexity)]
+fn fit_scored<M: burn::module::Module + Clone, X>(
+    s: &Scoring,
+    model: M,
+    make: &(dyn Fn(&[usize], Option<&mut Rng>, &Device) -> X + Sync),
+    forward: &(dyn Fn(&M, &X) -> Tensor<2> + Sync),
+    wrap: fn(M) -> Neural,
     progress: &mut dyn FnMut(Progress),
-) -> (M, usize, Vec<f32>, Vec<f32>) {
-    let (m, hist) = fit::fit(model, p, tr, va, cfg, seed, ad, plain, progress);
-    let rv = fit::predict(p, &m, va, 256, plain);
-    let rt = fit::predict(p, &m, te, 256, plain);
-    (m, hist.len(), rv, rt)
+) -> (crate::learner::Learned, usize, Vec<f32>, Vec<f32>) {
+    let p = Problem {
+        make,
+        forward,
+        y: s.y,
+        classes: s.classes,
+    };
+    let (tr, va, te) = s.split;
+    let (ad, plain) = s.devices;
+    let (m, hist) = fit::fit(model, &p, tr, va, s.cfg, s.seed, ad, plain, progress);
+    let rv = fit::predict(&p, &m, va, 256, plain);
+    let rt = fit::predict(&p, &m, te, 256, plain);
+    (crate::learner::Learned::Neural(wrap(m)), hist.len(), rv, rt)
 }

@@ -2,14 +2,13 @@
 //! baselines, and saving/loading any burn module's parameters as safetensors (names are the
 //! module paths, e.g. `layers.0.weight`).
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData, activation::relu};
-use weightspace_io::{Checkpoint, DType, TensorInfo};
+use weightspace_io::Checkpoint;
 
 use crate::error::{Error, Result};
 
@@ -95,22 +94,7 @@ pub fn save_module<M: Module>(
     path: &Path,
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let params = parameters(m);
-    let infos: Vec<TensorInfo> = params
-        .iter()
-        .map(|(n, s, _)| TensorInfo {
-            name: n.clone(),
-            dtype: DType::F32,
-            shape: s.clone(),
-        })
-        .collect();
-    let bytes: Vec<Vec<u8>> = params
-        .iter()
-        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
-    weightspace_io::write_safetensors(path, &infos, metadata, |i| {
-        Ok(Cow::Borrowed(bytes[i].as_slice()))
-    })?;
+    weightspace_io::write_f32_safetensors(path, &parameters(m), metadata)?;
     Ok(())
 }
 

@@ -597,12 +597,48 @@ impl Net {
     ) -> &'w [f32] {
         assert!(n <= ws.batch, "batch larger than the workspace");
         assert_eq!(x.len(), n * self.input_len(), "input size");
-        ws.acts[0][..x.len()].copy_from_slice(x);
+        if train {
+            // Kept for the backward pass.
+            ws.acts[0][..x.len()].copy_from_slice(x);
+            self.forward_impl(state, ws, None, n, train, rng)
+        } else {
+            self.forward_impl(state, ws, Some(x), n, train, rng)
+        }
+    }
+
+    /// [`Net::forward`] on the `n` samples already in [`Workspace::input_mut`] (saves copying
+    /// a batch that was gathered there).
+    pub fn forward_input<'w>(
+        &self,
+        state: &State,
+        ws: &'w mut Workspace,
+        n: usize,
+        train: bool,
+        rng: &mut Rng,
+    ) -> &'w [f32] {
+        self.forward_impl(state, ws, None, n, train, rng)
+    }
+
+    /// The forward pass, reading the first stage's input from `input` when given, else from
+    /// the workspace's input buffer.
+    fn forward_impl<'w>(
+        &self,
+        state: &State,
+        ws: &'w mut Workspace,
+        input: Option<&[f32]>,
+        n: usize,
+        train: bool,
+        rng: &mut Rng,
+    ) -> &'w [f32] {
+        assert!(n <= ws.batch, "batch larger than the workspace");
         let p = &state.params;
         let (mut ci, mut mi, mut bi) = (0, 0, 0);
         for (i, s) in self.stages.iter().enumerate() {
             let (head, tail) = ws.acts.split_at_mut(i + 1);
-            let xin = &head[i][..n * s.in_len];
+            let xin = match input {
+                Some(x) if i == 0 => x,
+                _ => &head[i][..n * s.in_len],
+            };
             let y = &mut tail[0][..n * s.out_len];
             match s.op {
                 Op::Dense { w, b, inp, out } => {
@@ -1020,6 +1056,11 @@ impl Workspace {
     pub fn capacity(&self) -> usize {
         self.batch
     }
+
+    /// The input buffer of [`Net::forward_input`]: `batch × input` values, sample-major.
+    pub fn input_mut(&mut self) -> &mut [f32] {
+        &mut self.acts[0]
+    }
 }
 
 fn conv_index(op: &Op) -> (usize, usize, usize, usize) {
@@ -1147,6 +1188,97 @@ fn act_backward(a: Activation, dy: &[f32], x: &[f32], y: &[f32], dx: &mut [f32])
     each!(Relu, Tanh, Gelu, Sigmoid, LeakyRelu)
 }
 
+/// Classes up to which [`loss_and_grad`] handles 8 rows at a time.
+const XENT_MAX_CLASSES: usize = 64;
+
+/// Softmax cross-entropy of one row `o` with target `t`: adds the loss to `loss`, writes the
+/// gradient of the mean loss (`1/n` = `inv_n`) into `d`; returns 1 when the prediction is
+/// right (finite outputs, the first maximal index is `t`).
+fn xent_row(o: &[f32], t: usize, inv_n: f32, d: &mut [f32], loss: &mut f64) -> usize {
+    let m = o.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let mut z = 0.0f32;
+    for (dv, &v) in d.iter_mut().zip(o) {
+        *dv = crate::kernels::exp_nonpositive(v - m);
+        z += *dv;
+    }
+    *loss += (z.ln() + m - o[t]) as f64;
+    let s = inv_n / z;
+    for dv in d.iter_mut() {
+        *dv *= s;
+    }
+    d[t] -= inv_n;
+    let finite = o.iter().all(|v| v.is_finite());
+    // ties: the first maximal index wins
+    usize::from(finite && o.iter().position(|&v| v == m) == Some(t))
+}
+
+/// [`xent_row`] for 8 rows at once, the rows in the lanes of 8-wide arrays (so the maximum,
+/// `exp`, sums and gradients vectorise); every lane does exactly [`xent_row`]'s operations in
+/// its order, so the bits are the same. `tile` is scratch of `k` (the class count) columns.
+#[inline(always)]
+fn xent_8_rows(
+    o: &[f32],
+    t: &[f32],
+    tile: &mut [[f32; 8]],
+    inv_n: f32,
+    d: &mut [f32],
+    loss: &mut f64,
+) -> usize {
+    let k = tile.len();
+    for (l, row) in o.chunks_exact(k).enumerate() {
+        for (col, v) in tile.iter_mut().zip(row) {
+            col[l] = *v;
+        }
+    }
+    let mut m = [f32::NEG_INFINITY; 8];
+    let mut finite = [true; 8];
+    for col in tile.iter() {
+        for l in 0..8 {
+            m[l] = m[l].max(col[l]);
+            finite[l] &= col[l].is_finite();
+        }
+    }
+    // The first index holding the maximum, per lane.
+    let mut first = [k as u32; 8];
+    for (j, col) in tile.iter().enumerate().rev() {
+        for l in 0..8 {
+            if col[l] == m[l] {
+                first[l] = j as u32;
+            }
+        }
+    }
+    for col in tile.iter_mut() {
+        for l in 0..8 {
+            col[l] -= m[l];
+        }
+    }
+    // One flat loop, which the compiler vectorises (the lane loops it does not, for exp).
+    for v in tile.as_flattened_mut() {
+        *v = crate::kernels::exp_nonpositive(*v);
+    }
+    let mut z = [0.0f32; 8];
+    for col in tile.iter() {
+        for l in 0..8 {
+            z[l] += col[l];
+        }
+    }
+    let mut correct = 0;
+    let mut s = [0.0f32; 8];
+    for l in 0..8 {
+        let tl = t[l] as usize;
+        *loss += (z[l].ln() + m[l] - o[l * k + tl]) as f64;
+        s[l] = inv_n / z[l];
+        correct += usize::from(finite[l] && first[l] as usize == tl);
+    }
+    for (l, row) in d.chunks_exact_mut(k).enumerate() {
+        for (dv, col) in row.iter_mut().zip(tile.iter()) {
+            *dv = col[l] * s[l];
+        }
+        row[t[l] as usize] -= inv_n;
+    }
+    correct
+}
+
 /// Mean loss over `n` samples and the number correct; writes the gradient of the mean loss
 /// with respect to `out` into `dout`. Non-finite outputs count as wrong.
 pub fn loss_and_grad(
@@ -1162,25 +1294,25 @@ pub fn loss_and_grad(
     let inv_n = 1.0 / n as f32;
     match task {
         Task::Classification { .. } => {
-            for ((o, d), &t) in out.chunks_exact(k).zip(dout.chunks_exact_mut(k)).zip(y) {
-                let t = t as usize;
-                let m = o.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-                let mut z = 0.0f32;
-                for (dv, &v) in d.iter_mut().zip(o) {
-                    let e = (v - m).exp();
-                    *dv = e;
-                    z += e;
+            let mut r = 0;
+            let mut tile = [[0.0f32; 8]; XENT_MAX_CLASSES];
+            if k <= XENT_MAX_CLASSES {
+                while r + 8 <= n {
+                    let rows = r * k..(r + 8) * k;
+                    let (o, d) = (&out[rows.clone()], &mut dout[rows]);
+                    correct += crate::kernels::simd(
+                        #[inline(always)]
+                        || xent_8_rows(o, &y[r..r + 8], &mut tile[..k], inv_n, d, &mut loss),
+                    );
+                    r += 8;
                 }
-                loss += (z.ln() + m - o[t]) as f64;
-                for dv in d.iter_mut() {
-                    *dv *= inv_n / z;
-                }
-                d[t] -= inv_n;
-                let finite = o.iter().all(|v| v.is_finite());
-                // ties: the first maximal index wins
-                if finite && o.iter().position(|&v| v == m) == Some(t) {
-                    correct += 1;
-                }
+            }
+            for ((o, d), &t) in out[r * k..n * k]
+                .chunks_exact(k)
+                .zip(dout[r * k..n * k].chunks_exact_mut(k))
+                .zip(&y[r..n])
+            {
+                correct += xent_row(o, t as usize, inv_n, d, &mut loss);
             }
         }
         Task::Regression { .. } => {
@@ -1261,6 +1393,40 @@ mod tests {
         }
         let rel = (num / den.max(1e-30)).sqrt();
         assert!(rel < 2e-3, "{arch:?}: relative gradient error {rel}");
+    }
+
+    /// The 8-rows-at-a-time cross-entropy gives the per-row code's bits: loss, gradient and
+    /// correct count, with ties, infinities and NaN among the outputs, for class counts on
+    /// both sides of the 8-row limit.
+    #[test]
+    fn cross_entropy_8_rows_matches_rows() {
+        let mut rng = Rng::new(5);
+        for case in 0..200 {
+            let k = [1, 2, 3, 10, 17, 64, 65][case % 7];
+            let n = 1 + rng.below(40) as usize;
+            let mut out: Vec<f32> = (0..n * k)
+                .map(|_| (rng.f32() * 8.0 - 4.0).round())
+                .collect();
+            if case % 5 == 0 {
+                let i = rng.below((n * k) as u64) as usize;
+                out[i] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 300.0][case % 4];
+            }
+            let y: Vec<f32> = (0..n).map(|_| rng.below(k as u64) as f32).collect();
+            let task = Task::Classification { classes: k };
+            let mut d = vec![0.0; n * k];
+            let (loss, correct) = loss_and_grad(task, &out, &y, n, &mut d);
+            let (mut loss2, mut correct2) = (0.0f64, 0);
+            let mut d2 = vec![0.0; n * k];
+            let inv_n = 1.0 / n as f32;
+            for ((o, d), &t) in out.chunks_exact(k).zip(d2.chunks_exact_mut(k)).zip(&y) {
+                correct2 += xent_row(o, t as usize, inv_n, d, &mut loss2);
+            }
+            assert_eq!(correct, correct2, "case {case}");
+            assert_eq!(loss.to_bits(), (loss2 / n as f64).to_bits(), "case {case}");
+            for (a, b) in d.iter().zip(&d2) {
+                assert_eq!(a.to_bits(), b.to_bits(), "case {case}");
+            }
+        }
     }
 
     #[test]

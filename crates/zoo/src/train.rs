@@ -280,7 +280,6 @@ fn train_model(
     let d = train.dim();
     let tw = train.task.target_width();
     let mut xb = vec![0.0f32; bs * d];
-    let mut xa = vec![0.0f32; bs * d];
     let mut yb = vec![0.0f32; bs * tw];
     let mut dout = vec![0.0f32; bs * net.outputs];
     let mut order: Vec<usize> = (0..train.len()).collect();
@@ -297,17 +296,22 @@ fn train_model(
             rng.shuffle(&mut order);
             for chunk in order.chunks(bs) {
                 let n = chunk.len();
+                // The batch goes straight into the workspace's input buffer (through `xb`
+                // only when it is augmented).
+                let gather = if hp.augment {
+                    &mut xb[..n * d]
+                } else {
+                    &mut ws.input_mut()[..n * d]
+                };
                 for (j, &i) in chunk.iter().enumerate() {
-                    xb[j * d..(j + 1) * d].copy_from_slice(&train.x[i * d..(i + 1) * d]);
+                    gather[j * d..(j + 1) * d].copy_from_slice(&train.x[i * d..(i + 1) * d]);
                     yb[j * tw..(j + 1) * tw].copy_from_slice(&train.y[i * tw..(i + 1) * tw]);
                 }
-                let input = if hp.augment {
-                    data::augment_batch(&train.shape, &xb[..n * d], &mut xa[..n * d], &mut rng);
-                    &xa[..n * d]
-                } else {
-                    &xb[..n * d]
-                };
-                let out = net.forward(&state, &mut ws, input, n, true, &mut rng);
+                if hp.augment {
+                    let input = &mut ws.input_mut()[..n * d];
+                    data::augment_batch(&train.shape, &xb[..n * d], input, &mut rng);
+                }
+                let out = net.forward_input(&state, &mut ws, n, true, &mut rng);
                 loss_and_grad(
                     train.task,
                     out,

@@ -3,27 +3,15 @@
 
 #![allow(dead_code, clippy::needless_range_loop)]
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use weightspace_analyze::rng::SplitMix64;
-use weightspace_io::{DType, TensorInfo, encode_f32, write_safetensors};
+use weightspace_io::write_f32_safetensors;
 
 /// Writes an f32 safetensors file from (name, shape, values).
 pub fn write_f32(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
-    let infos: Vec<TensorInfo> = tensors
-        .iter()
-        .map(|(n, s, _)| TensorInfo {
-            name: n.clone(),
-            dtype: DType::F32,
-            shape: s.clone(),
-        })
-        .collect();
-    write_safetensors(path, &infos, &BTreeMap::new(), |i| {
-        Ok(Cow::Owned(encode_f32(&tensors[i].2, DType::F32).unwrap()))
-    })
-    .unwrap();
+    write_f32_safetensors(path, tensors, &BTreeMap::new()).unwrap();
 }
 
 /// Standard normal by Box–Muller.
