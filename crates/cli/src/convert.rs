@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use weightspace_io::{Checkpoint, ConvertOptions, DType, convert, parse_size};
+use weightspace_io::{Checkpoint, ConvertOptions, DType, convert};
 
-use crate::exit::bad_input;
+use crate::exit::{bad_input, output_file, shard_size};
 
 /// Convert any readable checkpoint (safetensors, PyTorch, GGUF, npy/npz, ONNX) to
 /// safetensors, one tensor at a time. Float tensors can be cast; quantised GGUF tensors are
@@ -38,20 +38,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             }
         },
     };
-    let max_shard_bytes = match a.max_shard_size.as_deref() {
-        None => None,
-        Some(s) => Some(parse_size(s).ok_or_else(|| {
-            bad_input(format!(
-                "--max-shard-size {s}: expected a size like 2GB, 500MB or 1GiB"
-            ))
-        })?),
-    };
+    let max_shard_bytes = shard_size(a.max_shard_size.as_deref())?;
     let ck = Checkpoint::open(&a.input)?;
-    let out = if a.output.is_dir() {
-        a.output.join("model.safetensors")
-    } else {
-        a.output.clone()
-    };
+    let out = output_file(&a.output);
     let written = convert(
         &ck,
         &out,

@@ -19,6 +19,28 @@ pub fn bad_input(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(BadInput(msg.into()))
 }
 
+/// `--max-shard-size SIZE` in bytes (`None` when not given); a bad size is bad input.
+pub fn shard_size(arg: Option<&str>) -> anyhow::Result<Option<u64>> {
+    arg.map(|s| {
+        weightspace_io::parse_size(s).ok_or_else(|| {
+            bad_input(format!(
+                "--max-shard-size {s}: expected a size like 5GB, 500MB or 2GiB"
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// The file a single-output command writes: `model.safetensors` inside `out` when it is a
+/// folder, else `out` itself.
+pub fn output_file(out: &std::path::Path) -> std::path::PathBuf {
+    if out.is_dir() {
+        out.join("model.safetensors")
+    } else {
+        out.to_path_buf()
+    }
+}
+
 /// The exit code for an error: 2 for bad input (unreadable, invalid or hostile files, wrong
 /// arguments or configs), 1 for everything else.
 pub fn exit_code(err: &anyhow::Error) -> i32 {

@@ -4,14 +4,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use weightspace_io::parse_size;
 use weightspace_merge::{
     Align, ExecOptions, MergeConfig, Plan, PlanOptions, TOKENIZER_FILES, config::parse_dtype,
     execute, plan,
 };
 use weightspace_symmetry::{MatchOptions, align};
 
-use crate::exit::bad_input;
+use crate::exit::{bad_input, shard_size};
 use crate::progress;
 use crate::spec::{load, sym_err, write_output};
 
@@ -87,12 +86,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             ))
         })?),
     };
-    let max_shard_bytes = parse_size(&a.max_shard_size).ok_or_else(|| {
-        bad_input(format!(
-            "--max-shard-size {}: expected a size like 5GB, 500MB or 2GiB",
-            a.max_shard_size
-        ))
-    })?;
+    let max_shard_bytes = shard_size(Some(&a.max_shard_size))?.expect("given");
     let topk_global = a.topk_scope == "global";
     let mut cfg = MergeConfig::from_file(&a.config).map_err(lift)?;
     if let Some(s) = &a.align {

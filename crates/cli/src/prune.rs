@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use weightspace_io::{Checkpoint, parse_size};
+use weightspace_io::Checkpoint;
 use weightspace_merge::prune::{PruneMethod, PruneOptions, prune};
 
-use crate::exit::bad_input;
+use crate::exit::{bad_input, output_file, shard_size};
 
 /// Prune a checkpoint: keep the `--density` fraction of weights by magnitude, at random
 /// (seeded), or whole rows by L1 norm (l1-structured). Only float tensors with ≥ 2 dimensions
@@ -36,19 +36,9 @@ pub struct Args {
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
     let method = PruneMethod::from_name(&a.method).expect("clap checked");
-    let max_shard_bytes =
-        match a.max_shard_size.as_deref() {
-            None => None,
-            Some(s) => Some(parse_size(s).ok_or_else(|| {
-                bad_input(format!("--max-shard-size {s}: expected a size like 5GB"))
-            })?),
-        };
+    let max_shard_bytes = shard_size(a.max_shard_size.as_deref())?;
     let ck = Checkpoint::open(&a.input)?;
-    let out = if a.output.is_dir() {
-        a.output.join("model.safetensors")
-    } else {
-        a.output.clone()
-    };
+    let out = output_file(&a.output);
     let r = prune(
         &ck,
         &out,

@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use weightspace_io::{Checkpoint, parse_size};
+use weightspace_io::Checkpoint;
 use weightspace_merge::config::parse_dtype;
 use weightspace_merge::taskvec;
 
-use crate::exit::bad_input;
+use crate::exit::{bad_input, output_file, shard_size};
 
 /// Task vectors: `extract` writes FINETUNED − BASE; `apply` writes BASE + scale · Σ TV (a
 /// negative scale negates: forgetting a task).
@@ -50,23 +50,6 @@ pub enum Cmd {
     },
 }
 
-fn size(s: Option<&str>) -> anyhow::Result<Option<u64>> {
-    match s {
-        None => Ok(None),
-        Some(s) => Ok(Some(parse_size(s).ok_or_else(|| {
-            bad_input(format!("--max-shard-size {s}: expected a size like 5GB"))
-        })?)),
-    }
-}
-
-fn out_path(p: PathBuf) -> PathBuf {
-    if p.is_dir() {
-        p.join("model.safetensors")
-    } else {
-        p
-    }
-}
-
 fn lift(e: weightspace_merge::Error) -> anyhow::Error {
     if e.is_bad_input() {
         bad_input(e.to_string())
@@ -98,9 +81,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             taskvec::extract(
                 &b,
                 &f,
-                &out_path(output),
+                &output_file(&output),
                 dtype,
-                size(max_shard_size.as_deref())?,
+                shard_size(max_shard_size.as_deref())?,
             )
             .map_err(lift)?
         }
@@ -120,8 +103,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 &b,
                 &tvs,
                 scale,
-                &out_path(output),
-                size(max_shard_size.as_deref())?,
+                &output_file(&output),
+                shard_size(max_shard_size.as_deref())?,
             )
             .map_err(lift)?
         }

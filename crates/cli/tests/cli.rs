@@ -672,8 +672,20 @@ fn help_for_every_command() {
 fn quickstart_runs() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("qs");
+    let out2 = dir.path().join("qs2");
+    // A second run, at the same time (2 cores): same seed, so the same bytes.
+    let second = Command::new(BIN)
+        .args(["quickstart", "--quiet", "--out"])
+        .arg(&out2)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run weightspace");
     let o = run_p(&[&"quickstart", &"--out", &out]);
     assert!(o.status.success(), "{}", stderr(&o));
+    let o2 = second.wait_with_output().unwrap();
+    assert!(o2.status.success(), "{}", stderr(&o2));
     let s = stdout(&o);
     for word in [
         "inspect",
@@ -713,10 +725,28 @@ fn quickstart_runs() {
         s.contains("parent -> child edges in the zoo catalog recovered"),
         "{s}"
     );
-    // What it wrote is readable, and a rerun gives the same bytes (fixed seed).
-    let first = std::fs::read(out.join("base.safetensors")).unwrap();
+    // What it wrote is readable, and the second run wrote the same bytes: demo checkpoints,
+    // every zoo checkpoint, the merge, the aligned copy.
     Checkpoint::open(out.join("base.safetensors")).unwrap();
-    let o = run_p(&[&"quickstart", &"--quiet", &"--out", &out]);
-    assert!(o.status.success());
-    assert_eq!(std::fs::read(out.join("base.safetensors")).unwrap(), first);
+    let mut compared = 0;
+    let mut stack = vec![std::path::PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in std::fs::read_dir(out.join(&rel)).unwrap() {
+            let e = e.unwrap();
+            let r = rel.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                stack.push(r);
+            } else if r.extension().is_some_and(|x| x == "safetensors") {
+                let (a, b) = (std::fs::read(out.join(&r)), std::fs::read(out2.join(&r)));
+                assert_eq!(
+                    a.unwrap(),
+                    b.unwrap(),
+                    "{} differs between runs",
+                    r.display()
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 100, "only {compared} checkpoints compared");
 }

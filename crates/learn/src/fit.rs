@@ -13,16 +13,26 @@ use crate::nn::to_vec;
 use crate::train::{Progress, TrainConfig, loss_host, lr_at};
 
 /// burn's CPU random number generator is one global stream: model initialisation takes this
-/// lock, seeds it, and draws, so parallel runs stay deterministic. (Training itself draws no
+/// lock, seeds it, and draws, so parallel runs stay deterministic. burn initialises most
+/// parameters lazily (on first use, from that global stream), so every parameter is
+/// materialised before the lock is released; a parameter first touched in training would
+/// otherwise draw from a stream other runs are drawing from too. (Training itself draws no
 /// random numbers from burn: shuffling and augmentation use our own seeded streams, and the
 /// models use no dropout.)
 static INIT: Mutex<()> = Mutex::new(());
 
-/// Builds a model with burn's RNG seeded to `seed`, holding the global init lock.
-pub fn seeded_init<M>(device: &Device, seed: u64, f: impl FnOnce(&Device) -> M) -> M {
+/// Builds a model with burn's RNG seeded to `seed` and every parameter drawn, holding the
+/// global init lock.
+pub fn seeded_init<M: Module>(
+    device: &Device,
+    seed: u64,
+    f: impl FnOnce(&Device) -> crate::Result<M>,
+) -> crate::Result<M> {
     let _g = INIT.lock().unwrap_or_else(|e| e.into_inner());
     device.seed(seed);
-    f(device)
+    let m = f(device)?;
+    crate::nn::materialize(&m);
+    Ok(m)
 }
 
 /// The loss of raw outputs `[b, k]`: mean squared error against `y` (k = 1) or softmax

@@ -138,8 +138,8 @@ pub fn train(
     if is_mlp {
         let dim = inputs.cached[0].len();
         let m = fit::seeded_init(&ad, opts.seed, |d| {
-            Mlp::new(dim, cfg.hidden, cfg.depth, out, d)
-        });
+            Ok(Mlp::new(dim, cfg.hidden, cfg.depth, out, d))
+        })?;
         let make = |idx: &[usize], rng: Option<&mut Rng>, d: &Device| inputs.vectors(idx, rng, d);
         let fwd = |m: &Mlp, x: &Tensor<2>| m.forward(x.clone());
         Ok(fit_scored(&s, m, &make, &fwd, Neural::Mlp, progress))

@@ -78,6 +78,20 @@ impl ModuleVisitor for Collect {
     }
 }
 
+struct Materialize;
+
+impl ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
+/// Draws every lazily initialised parameter of `m` now (burn initialises a `Param` on first
+/// use, from its global RNG).
+pub fn materialize<M: Module>(m: &M) {
+    m.visit(&mut Materialize);
+}
+
 /// The module's float parameters as (path, shape, values), in visiting order.
 pub fn parameters<M: Module>(m: &M) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let mut c = Collect {

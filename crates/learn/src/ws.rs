@@ -43,7 +43,7 @@ pub fn shape(layout: &Layout) -> WsShape {
     }
 }
 
-/// A fresh model (burn's RNG: call under [`crate::train::seeded_init`]).
+/// A fresh model (burn's RNG: call under [`crate::fit::seeded_init`]).
 pub fn init(
     name: &str,
     layout: &Layout,

@@ -633,16 +633,7 @@ impl<'a> Deriver<'a> {
                 Member::new("cls.predictions.decoder.weight", 1, 0),
             );
         }
-        self.push_group(
-            "residual".into(),
-            GroupKind::Residual,
-            dm,
-            Scaling::None,
-            res,
-        );
-        self.notes.push(
-            "embedding rows (vocabulary, positions) and the output vocabulary are fixed".into(),
-        );
+        self.push_residual(dm, res, "vocabulary, positions");
         Ok(())
     }
 
@@ -731,16 +722,7 @@ impl<'a> Deriver<'a> {
         }
         self.norm_members(&mut res, &format!("{p}ln_f"), 0);
         self.opt(&mut res, Member::new("lm_head.weight", 1, 0));
-        self.push_group(
-            "residual".into(),
-            GroupKind::Residual,
-            dm,
-            Scaling::None,
-            res,
-        );
-        self.notes.push(
-            "embedding rows (vocabulary, positions) and the output vocabulary are fixed".into(),
-        );
+        self.push_residual(dm, res, "vocabulary, positions");
         Ok(())
     }
 
@@ -888,6 +870,13 @@ impl<'a> Deriver<'a> {
         }
         self.opt(&mut res, Member::new(format!("{p}norm.weight"), 0, 0));
         self.opt(&mut res, Member::new("lm_head.weight", 1, 0));
+        self.push_residual(dm, res, "vocabulary");
+        Ok(())
+    }
+
+    /// A transformer's residual-stream group (width `dm`) and the note on what it leaves fixed
+    /// (`rows`: which embedding rows).
+    fn push_residual(&mut self, dm: usize, res: Vec<Member>, rows: &str) {
         self.push_group(
             "residual".into(),
             GroupKind::Residual,
@@ -895,9 +884,9 @@ impl<'a> Deriver<'a> {
             Scaling::None,
             res,
         );
-        self.notes
-            .push("embedding rows (vocabulary) and the output vocabulary are fixed".into());
-        Ok(())
+        self.notes.push(format!(
+            "embedding rows ({rows}) and the output vocabulary are fixed"
+        ));
     }
 }
 

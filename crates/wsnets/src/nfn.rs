@@ -44,6 +44,42 @@ struct Block {
     b_rc: Linear,
 }
 
+impl Block {
+    /// The update of a layer with both neighbours, shared by NP and HNP: the pointwise term
+    /// on `w`, the global broadcast, the row-indexed (`row`) and column-indexed (`col`)
+    /// feature terms; the bias from the column features plus the global broadcast. Returns
+    /// (weight features `[B, n, m, f_out]`, bias features `[B, n, c_out]`).
+    #[allow(clippy::too_many_arguments)]
+    fn interior(
+        &self,
+        w: Tensor<4>,
+        glob: &Tensor<2>,
+        row: Vec<Tensor<3>>,
+        col: Vec<Tensor<3>>,
+        f_out: usize,
+        c_out: usize,
+        kind: &str,
+    ) -> (Tensor<4>, Tensor<3>) {
+        let [bs, n, m, _] = w.dims();
+        fn part<'a>(l: &'a Option<Linear>, kind: &str, name: &str) -> &'a Linear {
+            l.as_ref()
+                .unwrap_or_else(|| panic!("{kind} block has no `{name}`"))
+        }
+        let z1 = part(&self.pw, kind, "pw").forward(w);
+        let z2 = self.rc.forward(glob.clone()).reshape([bs, 1, 1, f_out]);
+        let z3 = part(&self.r, kind, "r")
+            .forward(Tensor::cat(row, 2))
+            .reshape([bs, 1, m, f_out]);
+        let col = Tensor::cat(col, 2);
+        let z4 = part(&self.c, kind, "c")
+            .forward(col.clone())
+            .reshape([bs, n, 1, f_out]);
+        let u1 = part(&self.b, kind, "b").forward(col);
+        let u2 = self.b_rc.forward(glob.clone()).reshape([bs, 1, c_out]);
+        (z1 + z2 + z3 + z4, u1 + u2)
+    }
+}
+
 /// One NP or HNP layer, `c_in -> c_out` channels.
 #[derive(Module, Debug)]
 struct NfLayer {
@@ -246,11 +282,7 @@ impl NfLayer {
         let mut w_out = Vec::with_capacity(l);
         let mut b_out = Vec::with_capacity(l);
         for (i, blk) in self.blocks.iter().enumerate() {
-            let [bs, n, m, _] = x.w[i].dims();
             let f_out = self.kernels[i] * self.c_out;
-            let pw = blk.pw.as_ref().expect("NP block has pw");
-            let z1 = pw.forward(x.w[i].clone());
-            let z2 = blk.rc.forward(glob.clone()).reshape([bs, 1, 1, f_out]);
             let mut row = vec![rm[i].clone()];
             if i > 0 {
                 row.push(cm[i - 1].clone());
@@ -260,24 +292,9 @@ impl NfLayer {
             if i + 1 < l {
                 col.push(rm[i + 1].clone());
             }
-            let row = Tensor::cat(row, 2);
-            let col = Tensor::cat(col, 2);
-            let z3 = blk
-                .r
-                .as_ref()
-                .expect("NP block has r")
-                .forward(row)
-                .reshape([bs, 1, m, f_out]);
-            let z4 = blk
-                .c
-                .as_ref()
-                .expect("NP block has c")
-                .forward(col.clone())
-                .reshape([bs, n, 1, f_out]);
-            w_out.push(z1 + z2 + z3 + z4);
-            let u1 = blk.b.as_ref().expect("NP block has b").forward(col);
-            let u2 = blk.b_rc.forward(glob.clone()).reshape([bs, 1, self.c_out]);
-            b_out.push(u1 + u2);
+            let (w, b) = blk.interior(x.w[i].clone(), &glob, row, col, f_out, self.c_out, "NP");
+            w_out.push(w);
+            b_out.push(b);
         }
         Feats { w: w_out, b: b_out }
     }
@@ -328,12 +345,6 @@ impl NfLayer {
                 w_out.push((z1 + z2).reshape([bs, m, n_out, f_out]).swap_dims(1, 2));
                 b_out.push(blk.b_rc.forward(glob.clone()).reshape([bs, n_out, c_out]));
             } else {
-                let z1 = blk
-                    .pw
-                    .as_ref()
-                    .expect("HNP mid has pw")
-                    .forward(x.w[i].clone());
-                let z2 = blk.rc.forward(glob.clone()).reshape([bs, 1, 1, f_out]);
                 let mut row = vec![rm[i].clone(), cm[i - 1].clone(), x.b[i - 1].clone()];
                 let mut col = vec![cm[i].clone(), x.b[i].clone(), rm[i + 1].clone()];
                 if i == 1 {
@@ -342,24 +353,9 @@ impl NfLayer {
                 if i == l - 2 {
                     col.push(cols_flat(&x.w[l - 1]));
                 }
-                let row = Tensor::cat(row, 2);
-                let col = Tensor::cat(col, 2);
-                let z3 = blk
-                    .r
-                    .as_ref()
-                    .expect("HNP mid has r")
-                    .forward(row)
-                    .reshape([bs, 1, m, f_out]);
-                let z4 = blk
-                    .c
-                    .as_ref()
-                    .expect("HNP mid has c")
-                    .forward(col.clone())
-                    .reshape([bs, n, 1, f_out]);
-                w_out.push(z1 + z2 + z3 + z4);
-                let u1 = blk.b.as_ref().expect("HNP mid has b").forward(col);
-                let u2 = blk.b_rc.forward(glob.clone()).reshape([bs, 1, c_out]);
-                b_out.push(u1 + u2);
+                let (w, b) = blk.interior(x.w[i].clone(), &glob, row, col, f_out, c_out, "HNP");
+                w_out.push(w);
+                b_out.push(b);
             }
         }
         Feats { w: w_out, b: b_out }
