@@ -162,7 +162,7 @@ pub fn write_f32_safetensors<N: AsRef<str>>(
         .collect();
     write_safetensors(path, &infos, metadata, |i| {
         Ok(Cow::Owned(
-            tensors[i].2.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            crate::dtype::encode_f32(&tensors[i].2, DType::F32).expect("f32 always encodes"),
         ))
     })
 }
