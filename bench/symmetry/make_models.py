@@ -7,18 +7,35 @@
   vocab 30522, 512 positions, pooler), N(0, 0.02) init with seeds 1 and 2, with config.json.
 
     python make_models.py OUTDIR
+
+Without torch, the same shapes and distributions come from numpy's PCG64 with the same seeds
+(other values than torch's, so compare timings only within one set of inputs).
 """
 import json
 import os
 import sys
 
-import torch
-from safetensors.torch import save_file
+try:
+    import torch
+    from safetensors.torch import save_file
+except ImportError:  # numpy fallback: same shapes and distributions, other values
+    torch = None
+    import numpy as np
+    from safetensors.numpy import save_file
 
 out = sys.argv[1]
 
 
 def mlp(seed):
+    if torch is None:
+        rng = np.random.default_rng(seed)
+        widths = [784, 512, 512, 512, 10]
+        t = {}
+        for i in range(4):
+            bound = 1 / np.sqrt(widths[i])  # PyTorch's default Linear init
+            t[f"layers.{2 * i}.weight"] = rng.uniform(-bound, bound, (widths[i + 1], widths[i])).astype(np.float32)
+            t[f"layers.{2 * i}.bias"] = rng.uniform(-bound, bound, widths[i + 1]).astype(np.float32)
+        return t
     torch.manual_seed(seed)
     layers = []
     widths = [784, 512, 512, 512, 10]
@@ -31,8 +48,12 @@ def mlp(seed):
 
 
 def bert(seed, layers=6, d=768, ff=3072, vocab=30522, pos=512):
-    g = torch.Generator().manual_seed(seed)
-    n = lambda *s: (torch.randn(*s, generator=g) * 0.02)
+    if torch is None:
+        rng = np.random.default_rng(seed)
+        n = lambda *s: (rng.standard_normal(s, dtype=np.float32) * np.float32(0.02))
+    else:
+        g = torch.Generator().manual_seed(seed)
+        n = lambda *s: (torch.randn(*s, generator=g) * 0.02)
     t = {
         "bert.embeddings.word_embeddings.weight": n(vocab, d),
         "bert.embeddings.position_embeddings.weight": n(pos, d),

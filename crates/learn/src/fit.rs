@@ -12,13 +12,14 @@ use weightspace_zoo::rng::Rng;
 use crate::nn::to_vec;
 use crate::train::{Progress, TrainConfig, loss_host, lr_at};
 
-/// burn's CPU random number generator is one global stream: model initialisation takes this
-/// lock, seeds it, and draws, so parallel runs stay deterministic. burn initialises most
-/// parameters lazily (on first use, from that global stream), so every parameter is
-/// materialised before the lock is released; a parameter first touched in training would
-/// otherwise draw from a stream other runs are drawing from too. (Training itself draws no
-/// random numbers from burn: shuffling and augmentation use our own seeded streams, and the
-/// models use no dropout.)
+/// burn's CPU random number generator is one global stream: every model construction in this
+/// crate (training and loading alike) takes this lock, seeds the stream, and draws, so
+/// parallel runs stay deterministic. burn initialises most parameters lazily (on first use,
+/// from that global stream), so every parameter is materialised before the lock is released;
+/// a parameter first touched in training would otherwise draw from a stream other runs are
+/// drawing from too. (Training itself draws no random numbers from burn: shuffling and
+/// augmentation use our own seeded streams, and the models use no dropout.) The
+/// `parallel_runs_are_reproducible` test trains while another thread trains and loads.
 static INIT: Mutex<()> = Mutex::new(());
 
 /// Builds a model with burn's RNG seeded to `seed` and every parameter drawn, holding the

@@ -185,7 +185,10 @@ impl Neural {
         }
     }
 
-    /// Rebuilds the model described by `meta` and loads its parameters.
+    /// Rebuilds the model described by `meta` and loads its parameters. The skeleton is built
+    /// under the init lock too ([`fit::seeded_init`], seed 0): building draws every parameter
+    /// from burn's global RNG, and unlocked draws would shift the stream of a model being
+    /// initialised on another thread at the same time.
     pub fn load(meta: &Meta, path: &Path) -> Result<Neural> {
         let device = Device::flex();
         let out = outputs(&meta.task);
@@ -195,10 +198,13 @@ impl Neural {
             } else {
                 meta.layout.num_params()
             };
-            let m = Mlp::new(dim, meta.config.hidden, meta.config.depth, out, &device);
+            let (h, depth) = (meta.config.hidden, meta.config.depth);
+            let m = fit::seeded_init(&device, 0, |d| Ok(Mlp::new(dim, h, depth, out, d)))?;
             Ok(Neural::Mlp(nn::load_module(m, path)?))
         } else {
-            let m = ws::init(&meta.model, &meta.layout, &meta.config, out, &device)?;
+            let m = fit::seeded_init(&device, 0, |d| {
+                ws::init(&meta.model, &meta.layout, &meta.config, out, d)
+            })?;
             Ok(Neural::Ws(nn::load_module(m, path)?))
         }
     }

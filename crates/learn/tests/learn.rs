@@ -186,3 +186,70 @@ fn end_to_end_on_a_tiny_zoo() {
     let e = learn::read_nets(&[f], &layout).unwrap_err();
     assert!(matches!(e, Error::Mismatch { .. }), "{e}");
 }
+
+/// burn draws every parameter from one global RNG. A model trained on one thread must come out
+/// the same while another thread builds models (training, or loading a saved one), as in
+/// `learn bench`, which trains its runs in parallel. Before loading took the init lock, the
+/// loads below changed the nfn-hnp result on every try.
+#[test]
+fn parallel_runs_are_reproducible() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let zdir = tmp.path().join("zoo");
+    make_zoo(&zdir);
+    let zoo = learn::load_zoo(&zdir, &opts("test_acc"), None).unwrap();
+    let nets: Vec<&learn::NetWeights> = zoo.samples.iter().take(7).map(|s| &s.net).collect();
+    let run = |model: &str, seed: u64| RunOptions {
+        model: model.into(),
+        config: TrainConfig {
+            epochs: 3,
+            ..quick(model)
+        },
+        seed,
+        split_seed: 0,
+    };
+    let saved = tmp.path().join("dws");
+    learn::train(&zoo, &run("dws", 3), &mut |_| {})
+        .unwrap()
+        .save(&saved)
+        .unwrap();
+    let alone = |model: &str, seed: u64| {
+        learn::train(&zoo, &run(model, seed), &mut |_| {})
+            .unwrap()
+            .raw(&nets)
+    };
+    let (hnp, gnn) = (alone("nfn-hnp", 1), alone("ng-gnn", 2));
+    // Two runs in parallel, and a third thread loading a saved model over and over until
+    // both are done (loads start at once, so they overlap the runs' initialisation).
+    let done = AtomicUsize::new(0);
+    let (beside, loads) = std::thread::scope(|s| {
+        let train = |model: &'static str, seed: u64| {
+            let (zoo, nets, done, run) = (&zoo, &nets, &done, &run);
+            s.spawn(move || {
+                let r = learn::train(zoo, &run(model, seed), &mut |_| {}).unwrap();
+                done.fetch_add(1, Ordering::SeqCst);
+                r.raw(nets)
+            })
+        };
+        let loader = s.spawn(|| {
+            let mut loads = 0;
+            while loads == 0 || done.load(Ordering::SeqCst) < 2 {
+                learn::Trained::load(&saved).unwrap();
+                loads += 1;
+            }
+            loads
+        });
+        let (a, b) = (train("nfn-hnp", 1), train("ng-gnn", 2));
+        let beside = (a.join().unwrap(), b.join().unwrap());
+        (beside, loader.join().unwrap())
+    });
+    assert!(loads > 1, "{loads} loads");
+    assert_eq!(
+        hnp, beside.0,
+        "nfn-hnp differs when trained beside other runs"
+    );
+    assert_eq!(
+        gnn, beside.1,
+        "ng-gnn differs when trained beside other runs"
+    );
+}
