@@ -38,7 +38,7 @@ for m in a.models:
     paths = [os.path.join(a.zoo, last[i]["file"]) for i in test]
     out = json.loads(subprocess.run([a.bin, "learn", "predict", m, *paths, "--json"], check=True,
                                     capture_output=True, text=True).stdout)
-    pred = [o["prediction"]["Value"] for o in out]  # regression targets
+    pred = [o["prediction"] for o in out]  # regression targets: numbers
     acc = [last[i]["test_accuracy"] for i in test]
 
     def tau(sel):

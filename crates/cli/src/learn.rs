@@ -35,7 +35,8 @@ pub enum LearnCmd {
         /// Checkpoints.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Print JSON.
+        /// Print JSON: one `{"path", "target", "prediction"}` per checkpoint (the value, or the
+        /// class name with its `"probability"`).
         #[arg(long)]
         json: bool,
     },
@@ -292,7 +293,20 @@ pub fn run(cmd: LearnCmd) -> anyhow::Result<()> {
                 let out: Vec<_> = paths
                     .iter()
                     .zip(&preds)
-                    .map(|(p, v)| serde_json::json!({"path": p, "prediction": v}))
+                    .map(|(p, v)| {
+                        let target = &t.meta.load.target;
+                        match v {
+                            learn::Prediction::Value(x) => {
+                                serde_json::json!({"path": p, "target": target, "prediction": x})
+                            }
+                            learn::Prediction::Class { class, probability } => serde_json::json!({
+                                "path": p,
+                                "target": target,
+                                "prediction": class,
+                                "probability": probability,
+                            }),
+                        }
+                    })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {

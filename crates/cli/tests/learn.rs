@@ -96,7 +96,8 @@ fn learn_commands() {
     let ck = zoo.join("models/mlp-0000/epoch_2.safetensors");
     let o = ok(&run(&["learn", "predict", s(&out), s(&ck), "--json"]));
     let p: serde_json::Value = serde_json::from_str(&o).unwrap();
-    assert!(p[0]["prediction"]["Value"].is_number(), "{o}");
+    assert!(p[0]["prediction"].is_number(), "{o}");
+    assert_eq!(p[0]["target"], "test_acc", "{o}");
 
     // An equivariant model (burn) on the regression target.
     let nfn = tmp.path().join("nfn");
@@ -116,7 +117,8 @@ fn learn_commands() {
     assert!(nfn.join("model.safetensors").exists());
     let o = ok(&run(&["learn", "predict", s(&nfn), s(&ck), "--json"]));
     let p: serde_json::Value = serde_json::from_str(&o).unwrap();
-    assert!(p[0]["prediction"]["Value"].is_number(), "{o}");
+    assert!(p[0]["prediction"].is_number(), "{o}");
+    assert_eq!(p[0]["target"], "test_acc", "{o}");
 
     // An MLP model (burn) saved as safetensors, with a classification target.
     {
@@ -161,6 +163,15 @@ fn learn_commands() {
     assert!(o.contains("accuracy="), "{o}");
     let o = ok(&run(&["learn", "predict", s(&cls), s(&ck)]));
     assert!(o.contains("relu") || o.contains("tanh"), "{o}");
+    let o = ok(&run(&["learn", "predict", s(&cls), s(&ck), "--json"]));
+    let p: serde_json::Value = serde_json::from_str(&o).unwrap();
+    let class = p[0]["prediction"].as_str().unwrap_or_default();
+    assert!(class == "relu" || class == "tanh", "{o}");
+    assert!(
+        (0.0..=1.0).contains(&p[0]["probability"].as_f64().unwrap()),
+        "{o}"
+    );
+    assert_eq!(p[0]["target"], "activation", "{o}");
 
     // bench: two models, two seeds, Markdown table.
     let table = tmp.path().join("table.md");
