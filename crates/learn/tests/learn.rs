@@ -1,7 +1,7 @@
 //! End to end on a tiny zoo trained here: loading, the split, every baseline, save/load,
 //! predict, determinism, classification targets and errors.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use weightspace_learn::{self as learn, Error, LoadOptions, RunOptions, States, TrainConfig};
 use weightspace_zoo::{TrainOptions, ZooConfig};
@@ -49,13 +49,18 @@ fn quick(_model: &str) -> TrainConfig {
     }
 }
 
-#[test]
-fn end_to_end_on_a_tiny_zoo() {
+/// A temporary folder holding the tiny zoo (in `zoo/`), and the zoo loaded for test accuracy.
+fn tiny_zoo() -> (tempfile::TempDir, PathBuf, learn::ZooData) {
     let tmp = tempfile::tempdir().unwrap();
     let zdir = tmp.path().join("zoo");
     make_zoo(&zdir);
-
     let zoo = learn::load_zoo(&zdir, &opts("test_acc"), None).unwrap();
+    (tmp, zdir, zoo)
+}
+
+#[test]
+fn end_to_end_on_a_tiny_zoo() {
+    let (tmp, zdir, zoo) = tiny_zoo();
     // 20 models (2 activations × 10 draws) × 3 states.
     assert_eq!(zoo.samples.len() + zoo.skipped, 60);
     assert_eq!(zoo.layout.layers.len(), 2);
@@ -189,15 +194,12 @@ fn end_to_end_on_a_tiny_zoo() {
 
 /// burn draws every parameter from one global RNG. A model trained on one thread must come out
 /// the same while another thread builds models (training, or loading a saved one), as in
-/// `learn bench`, which trains its runs in parallel. Before loading took the init lock, the
-/// loads below changed the nfn-hnp result on every try.
+/// `learn bench`, which trains its runs in parallel. Before loading took the init lock, this
+/// test failed (the loads shifted nfn-hnp's initial draws).
 #[test]
 fn parallel_runs_are_reproducible() {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let tmp = tempfile::tempdir().unwrap();
-    let zdir = tmp.path().join("zoo");
-    make_zoo(&zdir);
-    let zoo = learn::load_zoo(&zdir, &opts("test_acc"), None).unwrap();
+    let (tmp, _, zoo) = tiny_zoo();
     let nets: Vec<&learn::NetWeights> = zoo.samples.iter().take(7).map(|s| &s.net).collect();
     let run = |model: &str, seed: u64| RunOptions {
         model: model.into(),
