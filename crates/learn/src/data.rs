@@ -1,8 +1,9 @@
 //! Zoo data: catalog rows and checkpoints turned into samples (one per model state) with a
 //! target, a split by model id, and the layer layout the weight-space models need.
 //!
-//! All states of a zoo must share one architecture (the same tensor names and shapes); a
-//! zoo with several (e.g. an MLP group and a CNN group) is narrowed with a group filter.
+//! All states of a zoo must share one architecture (the same layer chain: tensor shapes in
+//! order; names may differ, as a dropout module shifts `nn.Sequential` indices); a zoo with
+//! several (e.g. an MLP group and a CNN group) is narrowed with a group filter.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -140,13 +141,25 @@ pub struct NetWeights {
 impl NetWeights {
     /// Reads the layout's tensors from any checkpoint `weightspace-io` opens; every tensor
     /// must be present with its shape (extra tensors, such as BatchNorm running statistics,
-    /// are ignored).
+    /// are ignored). Tensors are found by name; when a name is missing, the checkpoint's own
+    /// layer chain is matched role by role (layer k's weight, bias and normalisation), so that
+    /// the same architecture under other names reads too: PyTorch's `nn.Sequential` numbers
+    /// its modules, and a dropout module shifts every later index (`layers.2` vs `layers.3`).
     pub fn from_checkpoint(ck: &Checkpoint, layout: &Layout) -> Result<NetWeights> {
+        let by_name: Vec<String> = layout.tensors.iter().map(|(n, _)| n.clone()).collect();
+        let names = if by_name.iter().all(|n| ck.info(n).is_some()) {
+            by_name
+        } else {
+            // Otherwise by role; failing that, by name, for the error below.
+            structural_names(ck, layout)?.unwrap_or(by_name)
+        };
         let mut tensors = Vec::with_capacity(layout.tensors.len());
-        for (name, shape) in &layout.tensors {
+        for (name, (_, shape)) in names.iter().zip(&layout.tensors) {
             let info = ck.info(name).ok_or_else(|| Error::Mismatch {
                 path: ck.path().to_path_buf(),
-                msg: format!("tensor `{name}` is missing (the learned model expects {shape:?})"),
+                msg: format!(
+                    "tensor `{name}` is missing (the learned model expects {shape:?}), and the checkpoint's layers do not have the learned layout's shapes under other names either"
+                ),
             })?;
             if &info.shape != shape {
                 return Err(Error::Mismatch {
@@ -466,6 +479,34 @@ pub fn load_zoo(dir: &Path, opts: &LoadOptions, task: Option<&Task>) -> Result<Z
         samples,
         skipped,
     })
+}
+
+/// The checkpoint's tensor names for the layout's tensors, matched by role when the checkpoint
+/// has the same layer chain (the same shapes in the same order, normalisation layers in the same
+/// places) under other names; `None` when it does not.
+fn structural_names(ck: &Checkpoint, layout: &Layout) -> Result<Option<Vec<String>>> {
+    let Ok(own) = Layout::from_tensors(zoo_param_tensors(ck)?, ck.path()) else {
+        return Ok(None);
+    };
+    if own.tensors.len() != layout.tensors.len() || own.layers.len() != layout.layers.len() {
+        return Ok(None);
+    }
+    let mut names: Vec<Option<String>> = vec![None; layout.tensors.len()];
+    for (want, have) in layout.layers.iter().zip(&own.layers) {
+        let mut pairs = vec![(want.weight, have.weight), (want.bias, have.bias)];
+        match (want.batchnorm, have.batchnorm) {
+            (Some((w, b)), Some((hw, hb))) => pairs.extend([(w, hw), (b, hb)]),
+            (None, None) => {}
+            _ => return Ok(None),
+        }
+        for (w, h) in pairs {
+            if layout.tensors[w].1 != own.tensors[h].1 {
+                return Ok(None);
+            }
+            names[w] = Some(own.tensors[h].0.clone());
+        }
+    }
+    Ok(names.into_iter().collect())
 }
 
 /// The parameter tensors of a zoo checkpoint in file order: everything but BatchNorm running

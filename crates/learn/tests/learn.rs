@@ -255,3 +255,61 @@ fn parallel_runs_are_reproducible() {
         "ng-gnn differs when trained beside other runs"
     );
 }
+
+/// A zoo whose MLPs differ only in dropout: PyTorch-style names number the modules, so a
+/// dropout module shifts the output layer from `layers.2` to `layers.3`. Loading reads both
+/// by layer role, and a network of other shapes is still refused.
+#[test]
+fn dropout_shifted_names_are_read_by_layer_role() {
+    const DROPOUT_ZOO: &str = r#"
+name = "dropout-names"
+seed = 3
+
+[defaults]
+dataset = "digits"
+epochs = 1
+checkpoints = [1]
+train_fraction = 0.2
+
+[[models]]
+name = "mlp"
+hidden = [12]
+dropout = [0.0, 0.3]
+samples = 3
+"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let zdir = tmp.path().join("zoo");
+    let cfg = ZooConfig::from_toml_str(DROPOUT_ZOO).unwrap();
+    weightspace_zoo::train(&cfg, &zdir, &TrainOptions::default(), &|_| {}).unwrap();
+    let zoo = learn::load_zoo(&zdir, &opts("test_acc"), None).unwrap();
+    assert_eq!(zoo.samples.len(), 6);
+    assert_eq!(zoo.layout.layers.len(), 2);
+
+    // Every sample holds its own file's values, whichever name the output layer has.
+    let mut names = std::collections::BTreeSet::new();
+    for s in &zoo.samples {
+        let file = zdir
+            .join("models")
+            .join(&s.model_id)
+            .join(format!("epoch_{}.safetensors", s.epoch));
+        let ck = weightspace_io::Checkpoint::open(&file).unwrap();
+        let params = learn::data::zoo_param_tensors(&ck).unwrap();
+        assert_eq!(params.len(), 4);
+        names.insert(params[2].0.clone());
+        for (t, (name, _)) in s.net.tensors.iter().zip(&params) {
+            assert_eq!(t, &ck.tensor_f32(name).unwrap(), "{}: {name}", s.model_id);
+        }
+    }
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["layers.2.weight", "layers.3.weight"]
+    );
+
+    // Same names, other shapes: refused, naming the tensor.
+    let (_t2, other_dir, _) = tiny_zoo();
+    let other = other_dir.join("models/mlp-0000/epoch_3.safetensors");
+    let ck = weightspace_io::Checkpoint::open(&other).unwrap();
+    let err = learn::NetWeights::from_checkpoint(&ck, &zoo.layout).unwrap_err();
+    assert!(matches!(err, Error::Mismatch { .. }), "{err}");
+    assert!(err.to_string().contains("expects [12, 64]"), "{err}");
+}
