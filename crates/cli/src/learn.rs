@@ -82,6 +82,10 @@ pub struct Common {
     /// Early-stopping patience in epochs.
     #[arg(long)]
     pub patience: Option<usize>,
+    /// dws: map the input networks' first-layer inputs down to N positions inside each layer
+    /// (DWSNets' input_dim_downsample; default 16, 0 keeps them all).
+    #[arg(long, value_name = "N")]
+    pub input_downsample: Option<usize>,
     /// Symmetry augmentation of the input networks: perm, scale, perm,scale or none.
     #[arg(long, default_value = "none")]
     pub augment: String,
@@ -165,6 +169,9 @@ fn config(c: &Common, model: &str) -> anyhow::Result<learn::TrainConfig> {
     }
     if let Some(v) = c.patience {
         cfg.patience = v;
+    }
+    if let Some(v) = c.input_downsample {
+        cfg.input_downsample = (v > 0).then_some(v);
     }
     cfg.augment = c.augment.parse().map_err(lift)?;
     if cfg.epochs == 0 || cfg.batch_size == 0 || cfg.rounds == 0 || cfg.hidden == 0 {

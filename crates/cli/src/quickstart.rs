@@ -396,6 +396,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             hidden: None,
             depth: None,
             patience: None,
+            input_downsample: None,
             augment: "none".into(),
             split_seed: 0,
         },

@@ -120,6 +120,43 @@ fn learn_commands() {
     assert!(p[0]["prediction"].is_number(), "{o}");
     assert_eq!(p[0]["target"], "test_acc", "{o}");
 
+    // dws maps the 64 inputs down to 16 by default (DWSNets' input_dim_downsample); the
+    // description records it, loading rebuilds it, and `--input-downsample 0` turns it off.
+    for (flag, want) in [
+        (None, serde_json::json!(16)),
+        (Some("0"), serde_json::Value::Null),
+    ] {
+        let dws = tmp
+            .path()
+            .join(format!("dws-{}", flag.unwrap_or("default")));
+        let mut args = vec![
+            "learn",
+            "train",
+            "--zoo",
+            s(&zoo),
+            "--model",
+            "dws",
+            "--hidden",
+            "4",
+            "--depth",
+            "1",
+            "--epochs",
+            "1",
+            "-o",
+            s(&dws),
+        ];
+        if let Some(f) = flag {
+            args.extend(["--input-downsample", f]);
+        }
+        ok(&run(&args));
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dws.join("learn.json")).unwrap())
+                .unwrap();
+        assert_eq!(meta["config"]["input_downsample"], want, "{meta}");
+        let o = ok(&run(&["learn", "predict", s(&dws), s(&ck), "--json"]));
+        assert!(o.contains("\"prediction\""), "{o}");
+    }
+
     // An MLP model (burn) saved as safetensors, with a classification target.
     {
         let mlp = tmp.path().join("mlp");

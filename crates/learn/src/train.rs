@@ -27,6 +27,11 @@ pub struct TrainConfig {
     pub augment: crate::augment::Augment,
     /// Boosting rounds (`stats-gbm`).
     pub rounds: usize,
+    /// `dws`: map the input networks' first-layer inputs down to this many inside each layer
+    /// (DWSNets' `input_dim_downsample`); `None` keeps them all. Absent in descriptions written
+    /// before it existed, which had none.
+    #[serde(default)]
+    pub input_downsample: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -42,6 +47,7 @@ impl Default for TrainConfig {
             depth: 3,
             augment: Default::default(),
             rounds: 1000,
+            input_downsample: None,
         }
     }
 }

@@ -60,6 +60,7 @@ pub fn init(
         depth: cfg.depth,
         out_dim: out,
         dropout: 0.0,
+        input_downsample: cfg.input_downsample,
     };
     c.try_init(&shape(layout), device)
         .map_err(|e| Error::Options(format!("{name}: {e}")))

@@ -17,14 +17,24 @@
 //!    linear layer when nothing is shared;
 //! 4. unfold the output's fixed axes from the features and broadcast over its other hidden axes.
 //!
+//! Input down-sampling (`input_dim_downsample`, the reference's `DownSampleDWSLayer`): the
+//! first weight matrix's input axis is not permuted, so it is folded into the features, and the
+//! `W_0 → W_0` block alone is a `(d0·C)²` map. On 64-input digits MLPs with 64 channels that is
+//! 34 M parameters per layer (106 M in all), which also made training unstable. With
+//! `input_downsample = Some(k)` and `d0 > k`, each layer maps `W_0`'s input axis `d0 → k` with a
+//! set layer (`Γ(x) − Λ(attention pool over the hidden units)`), runs the DWS layer on the
+//! smaller network shape, maps back `k → d0` and adds a channel-wise skip of `W_0`, as the
+//! reference does.
+//!
 //! Deviations (documented in the README): the set layer is the DeepSets one (`set_layer="ds"`),
 //! not the default self-attention block (`"sab"`); `n_fc_layers = 1`; no skip connections or
-//! batch norm. Convolutional inputs are supported by folding the kernel into the features (as
-//! NFN does) — an extension, the reference handles MLPs only.
+//! batch norm (except the down-sampling skip above). Convolutional inputs are supported by
+//! folding the kernel into the features (as NFN does) — an extension, the reference handles MLPs
+//! only; input down-sampling is for dense first layers.
 
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, DropoutConfig, Linear};
-use burn::tensor::activation::relu;
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::tensor::activation::{relu, softmax};
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::common::Feats;
@@ -235,22 +245,84 @@ impl DwsBlock {
     }
 }
 
-/// One DWS layer: `(2L)^2` blocks.
+/// The reference's `GeneralSetLayer(d_in, d_out, reduction="attn", set_layer="ds")` as
+/// `DownSampleDWSLayer` uses it on `W_0` viewed as `[B, C, n_1, d0]`: `Γ(x) − Λ(pool(x))`
+/// along the last axis, where `pool` is an attention pooling over the hidden units `n_1`
+/// (softmax over `n_1` of `x · q`, `q` a learned `d_in` vector starting at ones). The pooling is
+/// invariant to permuting `n_1`, `Γ` acts on each unit alone: the map is equivariant.
+#[derive(Module, Debug)]
+struct DownSample {
+    gamma: Linear,
+    lambda: Linear,
+    query: Param<Tensor<1>>,
+}
+
+impl DownSample {
+    /// PyTorch's default `nn.Linear` initialisation, as the reference leaves these layers.
+    fn new(d_in: usize, d_out: usize, device: &Device) -> Self {
+        DownSample {
+            gamma: LinearConfig::new(d_in, d_out).init(device),
+            lambda: LinearConfig::new(d_in, d_out).with_bias(false).init(device),
+            query: Param::from_tensor(Tensor::ones([d_in], device)),
+        }
+    }
+
+    /// `x`: `[B, C, n, d_in]` → `[B, C, n, d_out]`.
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, _, d] = x.dims();
+        let q = self.query.val().reshape([1, 1, 1, d]);
+        let attn = softmax((x.clone() * q).sum_dim(3), 2);
+        let pooled = (x.clone() * attn).sum_dim(2);
+        self.gamma.forward(x) - self.lambda.forward(pooled)
+    }
+}
+
+/// `DownSampleDWSLayer`'s extra parts: `W_0`'s input axis mapped down before the DWS layer and
+/// up after it, plus a skip of `W_0` (a channel map).
+#[derive(Module, Debug)]
+struct InputResample {
+    down: DownSample,
+    up: DownSample,
+    skip: Linear,
+}
+
+/// One DWS layer: `(2L)^2` blocks, optionally inside an input down-sampling.
 #[derive(Module, Debug)]
 struct DwsLayer {
     /// `blocks[q * 2L + p]` maps input tensor `p` to output tensor `q`.
     blocks: Vec<DwsBlock>,
+    resample: Option<InputResample>,
     #[module(skip)]
     out_dims: Vec<[usize; 3]>,
 }
 
 impl DwsLayer {
-    fn new(shape: &WsShape, c_in: usize, c_out: usize, device: &Device) -> Self {
+    fn new(
+        shape: &WsShape,
+        c_in: usize,
+        c_out: usize,
+        downsample: Option<usize>,
+        device: &Device,
+    ) -> Self {
+        let d0 = shape.n_in();
+        let (shape, resample) = match downsample {
+            Some(k) if d0 > k => {
+                let mut inner = shape.clone();
+                inner.layers[0].inp = k;
+                let r = InputResample {
+                    down: DownSample::new(d0, k, device),
+                    up: DownSample::new(k, d0, device),
+                    skip: LinearConfig::new(c_in, c_out).init(device),
+                };
+                (inner, Some(r))
+            }
+            _ => (shape.clone(), None),
+        };
         let t = 2 * shape.layers.len();
         let mut blocks = Vec::with_capacity(t * t);
         for q in 0..t {
             for p in 0..t {
-                blocks.push(DwsBlock::new(shape, p, q, c_in, c_out, device));
+                blocks.push(DwsBlock::new(&shape, p, q, c_in, c_out, device));
             }
         }
         let out_dims = (0..t)
@@ -263,11 +335,33 @@ impl DwsLayer {
                 }
             })
             .collect();
-        DwsLayer { blocks, out_dims }
+        DwsLayer {
+            blocks,
+            resample,
+            out_dims,
+        }
     }
 
     /// Inputs and outputs as `[B, a1, a2, F]` (weights first, then biases).
     fn forward(&self, xs: &[Tensor<4>]) -> Vec<Tensor<4>> {
+        let Some(r) = &self.resample else {
+            return self.forward_blocks(xs);
+        };
+        // W_0: [B, n_1, d0, C] -> [B, C, n_1, d0] -> down -> back to [B, n_1, k, C].
+        let w0 = xs[0].clone();
+        let skip = r.skip.forward(w0.clone());
+        let mut inner = xs.to_vec();
+        inner[0] = r
+            .down
+            .forward(w0.permute([0, 3, 1, 2]))
+            .permute([0, 2, 3, 1]);
+        let mut out = self.forward_blocks(&inner);
+        let w0 = out[0].clone().permute([0, 3, 1, 2]);
+        out[0] = r.up.forward(w0).permute([0, 2, 3, 1]) + skip;
+        out
+    }
+
+    fn forward_blocks(&self, xs: &[Tensor<4>]) -> Vec<Tensor<4>> {
         let t = xs.len();
         let bs = xs[0].dims()[0];
         (0..t)
@@ -302,10 +396,28 @@ impl Dws {
         shape: &WsShape,
         device: &Device,
     ) -> Result<Self, WsError> {
+        if let Some(k) = cfg.input_downsample {
+            if k == 0 {
+                return Err(WsError::Config("input down-sampling to 0 inputs".into()));
+            }
+            if shape.n_in() > k && shape.layers[0].kernel != 1 {
+                return Err(WsError::Shape(format!(
+                    "input down-sampling ({} -> {k} inputs) is for a dense first layer; this one is a convolution (kernel {})",
+                    shape.n_in(),
+                    shape.layers[0].kernel
+                )));
+            }
+        }
         let mut layers = Vec::with_capacity(cfg.depth);
         let mut c = 1;
         for _ in 0..cfg.depth {
-            layers.push(DwsLayer::new(shape, c, cfg.hidden, device));
+            layers.push(DwsLayer::new(
+                shape,
+                c,
+                cfg.hidden,
+                cfg.input_downsample,
+                device,
+            ));
             c = cfg.hidden;
         }
         let t = 2 * shape.layers.len();
@@ -318,7 +430,11 @@ impl Dws {
         Ok(Dws {
             layers,
             dropout: DropoutConfig::new(cfg.dropout).init(),
-            out: dws_linear(pooled, cfg.out_dim, true, device),
+            // The reference's `InvariantLayer` is a plain `nn.Linear` with PyTorch's default
+            // initialisation (`_init_model_params` only touches the DWS layers). The DWS
+            // initialisation here (gain sqrt(2 in / out), in ≈ 5,000 pooled features for
+            // one output) made the first outputs hundreds of times the targets' scale.
+            out: LinearConfig::new(pooled, cfg.out_dim).init(device),
         })
     }
 

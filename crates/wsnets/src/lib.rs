@@ -223,10 +223,13 @@ pub struct WsNetConfig {
     pub out_dim: usize,
     /// Dropout probability in the MLP head (only active on an autodiff device).
     pub dropout: f64,
+    /// `dws` only: map the input networks' first-layer input axis down to this many positions
+    /// inside every layer when it is larger (DWSNets' `input_dim_downsample`); `None` keeps it.
+    pub input_downsample: Option<usize>,
 }
 
 impl WsNetConfig {
-    /// A config with `hidden` 32, `depth` 2, `out_dim` 1, no dropout.
+    /// A config with `hidden` 32, `depth` 2, `out_dim` 1, no dropout, no input down-sampling.
     pub fn new(arch: WsArch) -> Self {
         WsNetConfig {
             arch,
@@ -234,6 +237,7 @@ impl WsNetConfig {
             depth: 2,
             out_dim: 1,
             dropout: 0.0,
+            input_downsample: None,
         }
     }
 

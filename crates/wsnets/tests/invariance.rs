@@ -22,6 +22,11 @@ fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// Builds `arch` for `shape`, runs it on random nets and on hidden-permuted copies of them.
 fn check_invariance(arch: WsArch, shape: &WsShape, seed: u64) {
+    check_invariance_with(arch, shape, seed, None);
+}
+
+/// As [`check_invariance`], with `dws`'s input down-sampling set.
+fn check_invariance_with(arch: WsArch, shape: &WsShape, seed: u64, downsample: Option<usize>) {
     let dev = device();
     dev.seed(seed);
     // ng-gnn passes messages input -> output and reads out the output nodes, so it sees the first
@@ -35,6 +40,7 @@ fn check_invariance(arch: WsArch, shape: &WsShape, seed: u64) {
         hidden: 16,
         depth,
         out_dim: 3,
+        input_downsample: downsample,
         ..WsNetConfig::new(arch)
     };
     let net = cfg.init(shape, &dev);
@@ -127,6 +133,13 @@ proptest! {
     }
 
     #[test]
+    fn dws_with_input_downsampling_is_invariant(seed in any::<u64>()) {
+        // 12 inputs mapped down to 5 (and 4) positions inside every layer.
+        check_invariance_with(WsArch::Dws, &mlp_shape(), seed, Some(5));
+        check_invariance_with(WsArch::Dws, &two_layer_shape(), seed, Some(4));
+    }
+
+    #[test]
     fn two_layer_hidden_permutations_leave_output_unchanged(seed in any::<u64>()) {
         for arch in ARCHS {
             check_invariance(arch, &two_layer_shape(), seed);
@@ -148,4 +161,49 @@ fn permute_hidden_is_a_real_permutation() {
     a.sort_by(f32::total_cmp);
     b.sort_by(f32::total_cmp);
     assert_eq!(a, b);
+}
+
+#[test]
+fn dws_input_downsampling_shrinks_the_model_and_needs_a_dense_first_layer() {
+    use burn::module::Module;
+    // A 64-32-10 MLP, as in the digits zoo: W_0 -> W_0 is a (64 C)^2 map without down-sampling.
+    let shape = WsShape {
+        layers: vec![
+            weightspace_wsnets::LayerShape {
+                out: 32,
+                inp: 64,
+                kernel: 1,
+            },
+            weightspace_wsnets::LayerShape {
+                out: 10,
+                inp: 32,
+                kernel: 1,
+            },
+        ],
+    };
+    let params = |k: Option<usize>| {
+        let cfg = WsNetConfig {
+            hidden: 8,
+            input_downsample: k,
+            ..WsNetConfig::new(WsArch::Dws)
+        };
+        cfg.init(&shape, &device()).num_params()
+    };
+    let (full, down) = (params(None), params(Some(16)));
+    // Measured: 931,321 and 162,705 at 8 channels (the gap grows with the channels squared).
+    assert!(down * 5 < full, "{full} parameters, {down} down-sampled");
+    // Larger than the input: nothing to do, the same model.
+    assert_eq!(params(Some(64)), full);
+
+    // Convolutional first layers keep their kernels folded into the channels: refused.
+    let mut rgb = cnn_shape();
+    rgb.layers[0].inp = 3;
+    let cfg = WsNetConfig {
+        input_downsample: Some(2),
+        ..WsNetConfig::new(WsArch::Dws)
+    };
+    let Err(err) = cfg.try_init(&rgb, &device()) else {
+        panic!("a convolutional first layer was down-sampled")
+    };
+    assert!(err.to_string().contains("dense first layer"), "{err}");
 }
