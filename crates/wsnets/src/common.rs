@@ -69,11 +69,22 @@ pub(crate) struct Head {
 }
 
 impl Head {
+    /// Hidden layers `cfg.hidden` wide.
     pub(crate) fn new(d_in: usize, cfg: &WsNetConfig, device: &Device) -> Self {
+        Self::with_width(d_in, cfg.hidden, cfg, device)
+    }
+
+    /// Hidden layers `width` wide.
+    pub(crate) fn with_width(
+        d_in: usize,
+        width: usize,
+        cfg: &WsNetConfig,
+        device: &Device,
+    ) -> Self {
         Head {
-            l1: linear(d_in, cfg.hidden, device),
-            l2: linear(cfg.hidden, cfg.hidden, device),
-            l3: linear(cfg.hidden, cfg.out_dim, device),
+            l1: linear(d_in, width, device),
+            l2: linear(width, width, device),
+            l3: linear(width, cfg.out_dim, device),
             dropout: DropoutConfig::new(cfg.dropout).init(),
         }
     }

@@ -401,6 +401,12 @@ fn hnp_pool_size(shape: &WsShape, c: usize) -> usize {
     n * c
 }
 
+/// Width of NFN's MLP head: the reference's `MlpHead` default `h_size = 1000`, which its
+/// generalisation-prediction config (`head_cls/mlp.yaml`) keeps. Until 2026-12-07 the head was
+/// `hidden` wide (16–64), like the equivariant layers. The extra cost is small next to the
+/// layers: two GEMMs per batch.
+const NFN_HEAD_WIDTH: usize = 1000;
+
 /// `InvariantNFN`: NP or HNP layers with ReLU, HNP pooling, MLP head.
 #[derive(Module, Debug)]
 pub(crate) struct Nfn {
@@ -426,7 +432,7 @@ impl Nfn {
             layers.push(NfLayer::new(shape, c, cfg.hidden, hnp, device));
             c = cfg.hidden;
         }
-        let head = Head::new(hnp_pool_size(shape, c), cfg, device);
+        let head = Head::with_width(hnp_pool_size(shape, c), NFN_HEAD_WIDTH, cfg, device);
         Ok(Nfn { layers, head })
     }
 
