@@ -17,7 +17,8 @@ What it does, back to back in one process so both sides see the same machine loa
    same 1,000 networks' weights, loaded from the npz:
    * nfn-np / nfn-hnp: `AllanYangZhou/nfn` (pip-installed package `nfn`, commit ce78322):
      `InvariantNFN` as in `experiments/models.py` — `depth` x (NPLinear(io_embed)/HNPLinear
-     -> ReLU), then `MlpHead` (HNPPool -> Linear-ReLU-Linear-ReLU-Linear, h_size = hidden);
+     -> ReLU), then `MlpHead` (HNPPool -> Linear-ReLU-Linear-ReLU-Linear, h_size = 1000, the
+     reference default, as weightspace's NFN head since 2026-12-07);
    * ng-gnn: `mkofinas/neural-graphs` (checkout given by --ng-repo, commit 1f2b671; needs
      torch_geometric, hydra-core, random-fourier-features-pytorch): `nn.gnn.GNNForClassification`
      with `nn.graph_constructor.GraphConstructor` and the `nn.gnn.PNA` backbone configured as in
@@ -131,10 +132,11 @@ def nfn_model(hnp, hidden, depth):
             layers.append(NPLinear(spec, in_channels=c, out_channels=hidden, io_embed=True))
         layers.append(TupleOp(nn.ReLU()))
         c = hidden
-    # MlpHead(pool_mode="HNP", h_size=hidden, no dropout / layer norm / sigmoid)
+    # MlpHead(pool_mode="HNP", h_size=1000 (its default), no dropout / layer norm / sigmoid)
     n_pool = c * HNPPool.get_num_outs(spec)
-    layers += [HNPPool(spec), nn.Flatten(start_dim=-2), nn.Linear(n_pool, hidden), nn.ReLU(),
-               nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)]
+    h_size = 1000
+    layers += [HNPPool(spec), nn.Flatten(start_dim=-2), nn.Linear(n_pool, h_size), nn.ReLU(),
+               nn.Linear(h_size, h_size), nn.ReLU(), nn.Linear(h_size, 1)]
     net = nn.Sequential(*layers)
 
     def make(ws, bs, idx):
