@@ -146,15 +146,17 @@ impl NetWeights {
     /// the same architecture under other names reads too: PyTorch's `nn.Sequential` numbers
     /// its modules, and a dropout module shifts every later index (`layers.2` vs `layers.3`).
     pub fn from_checkpoint(ck: &Checkpoint, layout: &Layout) -> Result<NetWeights> {
-        let by_name: Vec<String> = layout.tensors.iter().map(|(n, _)| n.clone()).collect();
-        let names = if by_name.iter().all(|n| ck.info(n).is_some()) {
-            by_name
+        // By name; otherwise by role; failing that, by name again, for the error below.
+        let renamed = if layout.tensors.iter().all(|(n, _)| ck.info(n).is_some()) {
+            None
         } else {
-            // Otherwise by role; failing that, by name, for the error below.
-            structural_names(ck, layout)?.unwrap_or(by_name)
+            structural_names(ck, layout)?
         };
         let mut tensors = Vec::with_capacity(layout.tensors.len());
-        for (name, (_, shape)) in names.iter().zip(&layout.tensors) {
+        for (i, (layout_name, shape)) in layout.tensors.iter().enumerate() {
+            let name = renamed
+                .as_ref()
+                .map_or(layout_name.as_str(), |r| r[i].as_str());
             let info = ck.info(name).ok_or_else(|| Error::Mismatch {
                 path: ck.path().to_path_buf(),
                 msg: format!(

@@ -24,8 +24,8 @@ lr = { log_uniform = [1e-4, 1e-1] }
 samples = 10
 "#;
 
-fn make_zoo(dir: &Path) {
-    let cfg = ZooConfig::from_toml_str(ZOO).unwrap();
+fn make_zoo(dir: &Path, toml: &str) {
+    let cfg = ZooConfig::from_toml_str(toml).unwrap();
     weightspace_zoo::train(&cfg, dir, &TrainOptions::default(), &|_| {}).unwrap();
 }
 
@@ -53,7 +53,7 @@ fn quick(_model: &str) -> TrainConfig {
 fn tiny_zoo() -> (tempfile::TempDir, PathBuf, learn::ZooData) {
     let tmp = tempfile::tempdir().unwrap();
     let zdir = tmp.path().join("zoo");
-    make_zoo(&zdir);
+    make_zoo(&zdir, ZOO);
     let zoo = learn::load_zoo(&zdir, &opts("test_acc"), None).unwrap();
     (tmp, zdir, zoo)
 }
@@ -279,8 +279,7 @@ samples = 3
 "#;
     let tmp = tempfile::tempdir().unwrap();
     let zdir = tmp.path().join("zoo");
-    let cfg = ZooConfig::from_toml_str(DROPOUT_ZOO).unwrap();
-    weightspace_zoo::train(&cfg, &zdir, &TrainOptions::default(), &|_| {}).unwrap();
+    make_zoo(&zdir, DROPOUT_ZOO);
     let zoo = learn::load_zoo(&zdir, &opts("test_acc"), None).unwrap();
     assert_eq!(zoo.samples.len(), 6);
     assert_eq!(zoo.layout.layers.len(), 2);
