@@ -19,8 +19,8 @@
 //!
 //! Input down-sampling (`input_dim_downsample`, the reference's `DownSampleDWSLayer`): the
 //! first weight matrix's input axis is not permuted, so it is folded into the features, and the
-//! `W_0 → W_0` block alone is a `(d0·C)²` map. On 64-input digits MLPs with 64 channels that is
-//! 34 M parameters per layer (106 M in all), which also made training unstable. With
+//! `W_0 → W_0` block alone is a `(d0·C)²` map. On 64-input digits MLPs with 64 channels that
+//! block has 34 M parameters in each layer (the model 106 M in all). With
 //! `input_downsample = Some(k)` and `d0 > k`, each layer maps `W_0`'s input axis `d0 → k` with a
 //! set layer (`Γ(x) − Λ(attention pool over the hidden units)`), runs the DWS layer on the
 //! smaller network shape, maps back `k → d0` and adds a channel-wise skip of `W_0`, as the
