@@ -225,7 +225,7 @@ pub fn dedupe(
                 if hashes.files[x.0].tensors[x.1].hash == hashes.files[y.0].tensors[y.1].hash {
                     continue;
                 }
-                let c = PairSums::of(&samples[&x], &samples[&y], &sim).cosine();
+                let c = near_cosine(&PairSums::of(&samples[&x], &samples[&y], &sim));
                 // The sample is a screen: keep a margin for its error.
                 if c >= opts.threshold - 0.01 {
                     pairs.push((x, y));
@@ -233,24 +233,28 @@ pub fn dedupe(
             }
         }
     }
+    let full_cosine = |(ca, x): (&Checkpoint, usize), (cb, y): (&Checkpoint, usize)| {
+        let (ta, tb) = (ca.tensor_at(x)?, cb.tensor_at(y)?);
+        let va = ta
+            .f32s()
+            .map_err(|k| Error::new(ca.path(), k).with_tensor(ta.name))?;
+        let vb = tb
+            .f32s()
+            .map_err(|k| Error::new(cb.path(), k).with_tensor(tb.name))?;
+        Ok::<f64, Error>(near_cosine(&PairSums::of(&va, &vb, &sim)))
+    };
     let confirmed: Vec<Option<NearTensor>> = pairs
         .par_iter()
         .map(|&(x, y)| {
             let (ca, cb) = (&models[x.0].1, &models[y.0].1);
-            let (ta, tb) = (ca.tensor_at(x.1)?, cb.tensor_at(y.1)?);
-            let va = ta
-                .f32s()
-                .map_err(|k| Error::new(ca.path(), k).with_tensor(ta.name))?;
-            let vb = tb
-                .f32s()
-                .map_err(|k| Error::new(cb.path(), k).with_tensor(tb.name))?;
-            let c = PairSums::of(&va, &vb, &sim).cosine();
+            let c = full_cosine((ca, x.1), (cb, y.1))?;
+            let info = infos[x.0][x.1];
             Ok((c >= opts.threshold).then(|| NearTensor {
-                name: ta.name.to_string(),
+                name: info.name.clone(),
                 a: models[x.0].0.clone(),
                 b: models[y.0].0.clone(),
                 cosine: c,
-                bytes: ta.bytes.len() as u64,
+                bytes: info.nbytes() as u64,
             }))
         })
         .collect::<Result<_, Error>>()?;
@@ -291,6 +295,17 @@ pub fn dedupe(
                 } else if let Some(c) = near_of.get(&((i, t), (j, u))) {
                     near += 1;
                     min_cos = min_cos.min(*c);
+                } else if info.numel() < opts.min_numel.max(1) {
+                    // Too small for the tensor-level screen: compare in full (cheap). A model
+                    // differing only in the dtype of its biases is still a near duplicate.
+                    let c = full_cosine((a, t), (b, u))?;
+                    if c >= opts.threshold {
+                        near += 1;
+                        min_cos = min_cos.min(c);
+                    } else {
+                        ok = false;
+                        break;
+                    }
                 } else {
                     ok = false;
                     break;
@@ -319,6 +334,16 @@ pub fn dedupe(
         exact_bytes_saved,
         near_bytes_saved: all_saved.saturating_sub(exact_bytes_saved),
     })
+}
+
+/// Cosine for near-duplicate tests: two all-zero tensors are equal (cosine 1, where the plain
+/// cosine is undefined); one all-zero tensor against another tensor is NaN (never near).
+fn near_cosine(s: &PairSums) -> f64 {
+    if s.aa == 0.0 && s.bb == 0.0 && s.count > 0 {
+        1.0
+    } else {
+        s.cosine()
+    }
 }
 
 /// Σ over clusters of (cluster bytes − its largest member): what storing one copy (the largest,

@@ -49,7 +49,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
 }
 
 /// The model paths named by `paths`: files as given, directories expanded (see the module doc).
-/// Missing paths are an error naming the path.
+/// A model named twice (`a/model.safetensors` and its folder `a`, or a link to it) is kept once,
+/// at its first mention: it is one model, and comparing it with itself would list every pair
+/// twice. Missing paths are an error naming the path.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
     let mut out = Vec::new();
     for p in paths {
@@ -60,6 +62,8 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
             out.push(p.clone());
         }
     }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
     Ok(out)
 }
 

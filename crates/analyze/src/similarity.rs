@@ -1,4 +1,4 @@
-//! Similarity of models, per tensor and overall, over the tensors they share (same name and
+//! Similarity of models, per tensor and overall, over the parameters they share (same name and
 //! shape): cosine similarity, relative L2 distance ‖a − b‖ / ‖a‖ (A, the first of a pair, is the
 //! reference) and the share of weights that changed beyond a tolerance (numpy's `isclose`
 //! rule: |a − b| > atol + rtol·|b|).
@@ -6,10 +6,46 @@
 //! Similarity *after alignment* (permutation symmetries undone first) needs a `ModelSpec` and
 //! the symmetry crate, which this crate does not know: the caller aligns B to A and hands the
 //! aligned tensors to [`compare_values`], whose result goes into [`PairSimilarity::aligned`].
+//!
+//! Only floating-point *parameters* count: integer and boolean tensors (BERT's `position_ids`,
+//! 0–511 in every copy, would make any two BERTs look alike) and BatchNorm running statistics
+//! are buffers, not weights. [`excluded_reason`] is the one rule, applied to both
+//! [`compare_pair`] and [`compare_values`], so the numbers before and after alignment are over
+//! the same tensors; what it leaves out is listed in [`PairSimilarity::excluded`].
 
 use rayon::prelude::*;
 use serde::Serialize;
-use weightspace_io::{Checkpoint, Error};
+use weightspace_io::{Checkpoint, DType, Error};
+
+/// Why a tensor is left out of model-level similarity (`None`: it counts). `dtype` is `None`
+/// for in-memory values (already floats).
+pub fn excluded_reason(name: &str, dtype: Option<DType>) -> Option<&'static str> {
+    if let Some(d) = dtype
+        && !d.is_float()
+    {
+        return Some(if d == DType::Bool {
+            "boolean tensor: a buffer, not a parameter"
+        } else {
+            "integer tensor: a buffer (ids, counters), not a parameter"
+        });
+    }
+    let leaf = name.rsplit('.').next().unwrap_or(name);
+    match leaf {
+        "running_mean" | "running_var" | "num_batches_tracked" => {
+            Some("BatchNorm running statistic: a buffer, not a parameter")
+        }
+        _ => None,
+    }
+}
+
+/// A tensor left out of the model-level numbers, and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ExcludedTensor {
+    /// Tensor name.
+    pub name: String,
+    /// Why it does not count (see [`excluded_reason`]).
+    pub reason: String,
+}
 
 /// Tolerances for "changed".
 #[derive(Debug, Clone, Copy)]
@@ -144,12 +180,14 @@ pub struct PairSimilarity {
     pub norm_a: f64,
     /// ‖b‖ over the shared tensors.
     pub norm_b: f64,
-    /// Tensors in A but not in B (or with another shape).
+    /// Parameters in A but not in B (or with another shape).
     pub only_in_a: Vec<String>,
-    /// Tensors in B but not in A (or with another shape).
+    /// Parameters in B but not in A (or with another shape).
     pub only_in_b: Vec<String>,
-    /// Per shared tensor, in A's order.
+    /// Per shared parameter, in A's order.
     pub tensors: Vec<TensorSimilarity>,
+    /// Tensors of A or B left out of every number above (buffers), with the reason.
+    pub excluded: Vec<ExcludedTensor>,
     /// The same metrics after B was aligned to A (permutation symmetries undone), when asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aligned: Option<AlignedSimilarity>,
@@ -195,7 +233,8 @@ pub struct NamedValues<'a> {
 }
 
 /// Compares two models given as in-memory tensors (for example B after the symmetry crate
-/// aligned it to A) over the tensors they share (same name and shape), like [`compare_pair`].
+/// aligned it to A) over the parameters they share (same name and shape), like
+/// [`compare_pair`]: the same [`excluded_reason`] rule leaves buffers out.
 pub fn compare_values(
     la: &str,
     a: &[NamedValues<'_>],
@@ -203,6 +242,15 @@ pub fn compare_values(
     b: &[NamedValues<'_>],
     opts: &SimilarityOptions,
 ) -> PairSimilarity {
+    fn keep<'a>(set: &[NamedValues<'a>], ex: &mut Excluded) -> Vec<NamedValues<'a>> {
+        set.iter()
+            .filter(|t| ex.counts(t.name, None))
+            .copied()
+            .collect()
+    }
+    let mut excluded = Excluded::default();
+    let (a, b) = (keep(a, &mut excluded), keep(b, &mut excluded));
+    let (a, b) = (a.as_slice(), b.as_slice());
     let find = |set: &[NamedValues<'_>], t: &NamedValues<'_>| {
         set.iter()
             .position(|u| u.name == t.name && u.shape == t.shape)
@@ -227,7 +275,29 @@ pub fn compare_values(
         .map(|&(i, j)| PairSums::of(a[i].values, b[j].values, opts))
         .collect();
     let names: Vec<&str> = pairs.iter().map(|&(i, _)| a[i].name).collect();
-    assemble(la, lb, &names, &sums, only_in_a, only_in_b)
+    assemble(la, lb, &names, &sums, only_in_a, only_in_b, excluded.0)
+}
+
+/// The tensors left out so far, each name once.
+#[derive(Default)]
+struct Excluded(Vec<ExcludedTensor>);
+
+impl Excluded {
+    /// True when the tensor counts; otherwise records it (once) and returns false.
+    fn counts(&mut self, name: &str, dtype: Option<DType>) -> bool {
+        match excluded_reason(name, dtype) {
+            None => true,
+            Some(reason) => {
+                if !self.0.iter().any(|e| e.name == name) {
+                    self.0.push(ExcludedTensor {
+                        name: name.to_string(),
+                        reason: reason.to_string(),
+                    });
+                }
+                false
+            }
+        }
+    }
 }
 
 fn assemble(
@@ -237,6 +307,7 @@ fn assemble(
     sums: &[PairSums],
     only_in_a: Vec<String>,
     only_in_b: Vec<String>,
+    excluded: Vec<ExcludedTensor>,
 ) -> PairSimilarity {
     let mut total = PairSums::default();
     sums.iter().for_each(|s| total.add(s));
@@ -262,6 +333,7 @@ fn assemble(
                 changed: s.changed_share(),
             })
             .collect(),
+        excluded,
         aligned: None,
     }
 }
@@ -279,7 +351,8 @@ pub struct SimilarityReport {
     pub rel_l2_matrix: Vec<Vec<f64>>,
 }
 
-/// Compares two checkpoints over their shared tensors, in parallel across tensors.
+/// Compares two checkpoints over their shared parameters (buffers left out by
+/// [`excluded_reason`]), in parallel across tensors.
 pub fn compare_pair(
     la: &str,
     a: &Checkpoint,
@@ -287,21 +360,25 @@ pub fn compare_pair(
     b: &Checkpoint,
     opts: &SimilarityOptions,
 ) -> Result<PairSimilarity, Error> {
+    let mut excluded = Excluded::default();
+    let params = |ck: &Checkpoint, ex: &mut Excluded| -> Vec<String> {
+        ck.infos()
+            .filter(|t| ex.counts(&t.name, Some(t.dtype)))
+            .map(|t| t.name.clone())
+            .collect()
+    };
+    let (pa, pb) = (params(a, &mut excluded), params(b, &mut excluded));
     let same = |n: &str, x: &Checkpoint, y: &Checkpoint| match (x.info(n), y.info(n)) {
-        (Some(p), Some(q)) => p.shape == q.shape,
+        (Some(p), Some(q)) => p.shape == q.shape && excluded_reason(n, Some(q.dtype)).is_none(),
         _ => false,
     };
-    let shared: Vec<&str> = a.names().filter(|n| same(n, a, b)).collect();
-    let only_in_a = a
-        .names()
-        .filter(|n| !same(n, a, b))
-        .map(String::from)
+    let shared: Vec<&str> = pa
+        .iter()
+        .map(String::as_str)
+        .filter(|n| same(n, a, b))
         .collect();
-    let only_in_b = b
-        .names()
-        .filter(|n| !same(n, b, a))
-        .map(String::from)
-        .collect();
+    let only_in_a = pa.iter().filter(|n| !same(n, a, b)).cloned().collect();
+    let only_in_b = pb.iter().filter(|n| !same(n, b, a)).cloned().collect();
     let sums: Vec<PairSums> = shared
         .par_iter()
         .map(|name| {
@@ -316,7 +393,9 @@ pub fn compare_pair(
             Ok(PairSums::of(&va, &vb, opts))
         })
         .collect::<Result<_, Error>>()?;
-    Ok(assemble(la, lb, &shared, &sums, only_in_a, only_in_b))
+    Ok(assemble(
+        la, lb, &shared, &sums, only_in_a, only_in_b, excluded.0,
+    ))
 }
 
 /// Compares every pair of models.

@@ -5,8 +5,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 use weightspace_io::{Checkpoint, Error};
 
-/// Statistics of one tensor, computed over its values converted to `f32` (accumulated in
-/// `f64`). With any NaN present, mean/std/min/max/quantiles are NaN, as numpy gives them.
+/// Statistics of one tensor, computed over its values converted to `f32`, every sum
+/// accumulated in `f64`. With any NaN present, mean/std/min/max/quantiles are NaN, as numpy gives them.
 /// Statistics of an empty tensor are NaN. NaN serialises as JSON `null`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TensorStats {
@@ -71,36 +71,40 @@ impl Moments {
 
     fn of(values: &[f32]) -> Moments {
         let mut m = Moments::EMPTY;
-        // Blocks of f32 partial sums keep the inner loop vectorisable; f64 across blocks keeps
-        // accuracy close to numpy's pairwise summation.
-        for block in values.chunks(256) {
-            let (mut s, mut a, mut q) = (0f32, 0f32, 0f32);
-            for &x in block {
-                s += x;
-                a += x.abs();
-                q += x * x;
+        // Every sum is accumulated in f64 (an f32 square never overflows there), in blocks of
+        // four independent partial sums so the loop still vectorises.
+        const L: usize = 4;
+        let (mut s, mut a, mut q) = ([0f64; L], [0f64; L], [0f64; L]);
+        let mut chunks = values.chunks_exact(L);
+        for c in &mut chunks {
+            for k in 0..L {
+                let x = c[k];
+                let x64 = x as f64;
+                s[k] += x64;
+                a[k] += x64.abs();
+                q[k] += x64 * x64;
                 m.min = m.min.min(x);
                 m.max = m.max.max(x);
                 m.zeros += (x == 0.0) as u64;
             }
-            if !(s.is_finite() && q.is_finite()) {
-                // Overflowed (or NaN/Inf inside): redo this block in f64 and count specials.
-                let (mut s, mut a, mut q) = (0f64, 0f64, 0f64);
-                for &x in block {
-                    let x64 = x as f64;
-                    s += x64;
-                    a += x64.abs();
-                    q += x64 * x64;
-                    m.nan += x.is_nan() as u64;
-                    m.inf += x.is_infinite() as u64;
-                }
-                m.sum += s;
-                m.abs += a;
-                m.sq += q;
-            } else {
-                m.sum += s as f64;
-                m.abs += a as f64;
-                m.sq += q as f64;
+        }
+        for &x in chunks.remainder() {
+            let x64 = x as f64;
+            s[0] += x64;
+            a[0] += x64.abs();
+            q[0] += x64 * x64;
+            m.min = m.min.min(x);
+            m.max = m.max.max(x);
+            m.zeros += (x == 0.0) as u64;
+        }
+        m.sum = s.iter().sum();
+        m.abs = a.iter().sum();
+        m.sq = q.iter().sum();
+        if !(m.sum.is_finite() && m.sq.is_finite()) {
+            // NaN or Inf inside: count them.
+            for &x in values {
+                m.nan += x.is_nan() as u64;
+                m.inf += x.is_infinite() as u64;
             }
         }
         m
@@ -415,6 +419,29 @@ mod tests {
         assert!((s.std - 2.5708704751503917).abs() < 1e-12);
         let sorted = [1.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 9.0];
         assert_eq!(quantile_sorted(&sorted, 0.25), 1.75);
+    }
+
+    #[test]
+    fn sums_accumulate_in_f64() {
+        // 2^24 followed by ones: an f32 running sum never moves past 2^24 (2^24 + 1 rounds back),
+        // f64 counts every one. The mean and the L2 norm must be the exact ones.
+        let n = 1000usize;
+        let mut v = vec![1.0f32; n];
+        v[0] = 16_777_216.0;
+        let want_sum = 16_777_216.0 + (n - 1) as f64;
+        let s = summarize("t", "F32", &[n], &mut v.clone());
+        assert_eq!(s.mean, want_sum / n as f64);
+        let want_sq = 16_777_216f64.powi(2) + (n - 1) as f64;
+        assert_eq!(s.l2, want_sq.sqrt());
+        // Past f32's range: squares of 1e20 overflow f32 but not f64.
+        let mut big = vec![1e20f32; 8];
+        let s = summarize("b", "F32", &[8], &mut big);
+        assert!(
+            (s.l2 / (1e20f64 * 8f64.sqrt()) - 1.0).abs() < 1e-6,
+            "{}",
+            s.l2
+        );
+        assert_eq!(s.inf, 0);
     }
 
     #[test]

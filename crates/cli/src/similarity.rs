@@ -19,8 +19,9 @@ pub enum AlignMethod {
     Weight,
 }
 
-/// Per tensor and overall (over the tensors both share, same name and shape): cosine
-/// similarity, relative L2 distance ‖a − b‖/‖a‖, and the share of weights with
+/// Per tensor and overall (over the floating-point parameters both share, same name and
+/// shape; integer buffers such as BERT's `position_ids` and BatchNorm running statistics are
+/// left out and listed, before and after alignment alike): cosine similarity, relative L2 distance ‖a − b‖/‖a‖, and the share of weights with
 /// |a − b| > atol + rtol·|b|. With `--align weight`, the same metrics again after B's hidden
 /// units were permuted onto A's (Git Re-Basin weight matching over the symmetry groups the spec
 /// derives from names, shapes and a `config.json`, or `--spec FILE`): a permuted copy of a model
@@ -30,7 +31,7 @@ pub struct Args {
     /// Two or more models (files, model directories or directories to search).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// Print JSON: {"models":[…],"pairs":[{"a","b","cosine","rel_l2","changed",…,"tensors":[{"name","numel","cosine","rel_l2","changed"}],"aligned":{…}}],"cosine_matrix":[[…]],"rel_l2_matrix":[[…]]}.
+    /// Print JSON: {"models":[…],"pairs":[{"a","b","cosine","rel_l2","changed",…,"tensors":[{"name","numel","cosine","rel_l2","changed"}],"excluded":[{"name","reason"}],"aligned":{…}}],"cosine_matrix":[[…]],"rel_l2_matrix":[[…]]}.
     #[arg(long)]
     pub json: bool,
     /// Relative tolerance for "changed".
@@ -153,6 +154,21 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     head.extend(["shared", "unshared"]);
     print!("{}", fmt::table(&head, &body));
+    let mut left_out: Vec<&similarity::ExcludedTensor> = Vec::new();
+    for e in rep.pairs.iter().flat_map(|p| &p.excluded) {
+        if !left_out.iter().any(|x| x.name == e.name) {
+            left_out.push(e);
+        }
+    }
+    if !left_out.is_empty() {
+        println!(
+            "left out of every number above ({} tensors, not parameters):",
+            left_out.len()
+        );
+        for e in &left_out {
+            println!("  {}: {}", e.name, e.reason);
+        }
+    }
     if a.tensors {
         for p in &rep.pairs {
             println!("\n{} vs {}", p.a, p.b);
