@@ -4,22 +4,35 @@ use std::path::PathBuf;
 
 use weightspace_io::{Checkpoint, ConvertOptions, DType, convert};
 
-use crate::exit::{bad_input, output_file, shard_size};
+use crate::exit::{check_safetensors_output, output_file, output_path, shard_size};
 
 /// Convert any readable checkpoint (safetensors, PyTorch, GGUF, npy/npz, ONNX) to
 /// safetensors, one tensor at a time. Float tensors can be cast; quantised GGUF tensors are
-/// dequantised; integer tensors keep their dtype. Written atomically.
+/// dequantised; integer tensors keep their dtype. Written atomically; never over its own input,
+/// nor over an existing file without --overwrite.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  weightspace convert pytorch_model.bin -o model.safetensors
+  weightspace convert model.gguf -o out/ --dtype f16 --max-shard-size 2GB
+  weightspace convert model.safetensors -o model.bf16.safetensors --dtype bfloat16 --overwrite")]
 pub struct Args {
     /// Input checkpoint.
     pub input: PathBuf,
+    /// Deprecated positional form of -o.
+    #[arg(hide = true)]
+    pub output_positional: Option<PathBuf>,
     /// Output `.safetensors` file, or an existing directory (then `DIR/model.safetensors`).
     /// When sharded, shards `<stem>-0000i-of-0000n.safetensors` and
     /// `<stem>.safetensors.index.json` are written beside it.
-    pub output: PathBuf,
-    /// Cast float tensors to f32, f16, bf16 or f64.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Replace an existing output file.
     #[arg(long)]
-    pub dtype: Option<String>,
+    pub overwrite: bool,
+    /// Cast float tensors to f32, f16, bf16 or f64 (also float32, float16/half, bfloat16,
+    /// float64/double, torch.* names).
+    #[arg(long, value_parser = crate::exit::float_dtype)]
+    pub dtype: Option<DType>,
     /// Shard the output when it exceeds this size (e.g. 2GB, 500MB, 1GiB).
     #[arg(long, value_name = "SIZE")]
     pub max_shard_size: Option<String>,
@@ -27,20 +40,11 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let dtype = match a.dtype.as_deref() {
-        None => None,
-        Some(s) => match DType::from_name(s) {
-            Some(d @ (DType::F32 | DType::F16 | DType::BF16 | DType::F64)) => Some(d),
-            _ => {
-                return Err(bad_input(format!(
-                    "--dtype {s}: expected f32, f16, bf16 or f64"
-                )));
-            }
-        },
-    };
+    let dtype = a.dtype;
     let max_shard_bytes = shard_size(a.max_shard_size.as_deref())?;
+    let out = output_file(&output_path("convert", a.output, a.output_positional)?);
+    check_safetensors_output(&out, &[a.input.as_path()], a.overwrite)?;
     let ck = Checkpoint::open(&a.input)?;
-    let out = output_file(&a.output);
     let written = convert(
         &ck,
         &out,

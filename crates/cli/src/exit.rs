@@ -64,3 +64,104 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     }
     1
 }
+
+/// The output path of a command that writes: `-o/--output`, or the older positional form, kept
+/// for one release with a deprecation warning on stderr. Both or neither is a usage error.
+pub fn output_path(
+    cmd: &str,
+    option: Option<std::path::PathBuf>,
+    positional: Option<std::path::PathBuf>,
+) -> anyhow::Result<std::path::PathBuf> {
+    match (option, positional) {
+        (Some(o), None) => Ok(o),
+        (None, Some(p)) => {
+            eprintln!(
+                "warning: `weightspace {cmd} … OUTPUT` (positional) is deprecated and goes in the \
+                 next release: write `-o {}`",
+                p.display()
+            );
+            Ok(p)
+        }
+        (Some(_), Some(p)) => Err(bad_input(format!(
+            "two outputs: -o and the positional {}; give only -o",
+            p.display()
+        ))),
+        (None, None) => Err(bad_input(format!(
+            "`weightspace {cmd}` needs an output: -o PATH"
+        ))),
+    }
+}
+
+/// Checks that writing safetensors to `out` is what the user meant: not one of the `inputs`
+/// (a failed or partial read of a file being replaced would lose it), not an existing file
+/// unless `overwrite`, and not a name whose extension says another format.
+pub fn check_safetensors_output(
+    out: &std::path::Path,
+    inputs: &[&std::path::Path],
+    overwrite: bool,
+) -> anyhow::Result<()> {
+    let canon = |p: &std::path::Path| -> Option<std::path::PathBuf> {
+        if let Ok(c) = std::fs::canonicalize(p) {
+            return Some(c);
+        }
+        let parent = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        Some(std::fs::canonicalize(parent).ok()?.join(p.file_name()?))
+    };
+    let target = canon(out);
+    for input in inputs {
+        let same = |p: &std::path::Path| canon(p).is_some() && canon(p) == target;
+        // A folder input is read through the files in it.
+        let hit = if input.is_dir() {
+            std::fs::read_dir(input)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| same(&e.path()))
+        } else {
+            same(input)
+        };
+        if hit {
+            return Err(bad_input(format!(
+                "refusing to write {}: it is an input of this command (write elsewhere, then move it)",
+                out.display()
+            )));
+        }
+    }
+    let ext = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if let Some(ext) = ext.as_deref()
+        && matches!(
+            ext,
+            "bin" | "pt" | "pth" | "ckpt" | "gguf" | "onnx" | "npy" | "npz" | "h5" | "pkl" | "json"
+        )
+    {
+        return Err(bad_input(format!(
+            "{}: this command writes safetensors, but the name ends in .{ext}; use a .safetensors name or a folder",
+            out.display()
+        )));
+    }
+    if !overwrite {
+        let index = out.with_extension("safetensors.index.json");
+        for p in [out, index.as_path()] {
+            if p.exists() {
+                return Err(bad_input(format!(
+                    "{} exists; pass --overwrite to replace it",
+                    p.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// clap value parser for a float dtype in any common spelling (see `DType::parse_float`).
+pub fn float_dtype(s: &str) -> Result<weightspace_io::DType, String> {
+    weightspace_io::DType::parse_float(s).ok_or_else(|| {
+        format!("unknown float dtype {s:?}: expected f32/float32/float, f16/float16/half, bf16/bfloat16 or f64/float64/double")
+    })
+}

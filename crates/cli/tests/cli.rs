@@ -471,7 +471,7 @@ fn convert_to_f16_and_sharded() {
     let dir = tempfile::tempdir().unwrap();
     let src = fixture("stats.safetensors");
     let out = dir.path().join("half.safetensors");
-    let o = run_p(&[&"convert", &src, &out, &"--dtype", &"f16"]);
+    let o = run_p(&[&"convert", &src, &"-o", &out, &"--dtype", &"f16"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("half.safetensors"));
     let a = Checkpoint::open(&src).unwrap();
@@ -503,7 +503,7 @@ fn convert_to_f16_and_sharded() {
     // Sharded into an existing directory: DIR/model-0000k-of-0000n.safetensors + index.
     let sdir = dir.path().join("sharded");
     std::fs::create_dir(&sdir).unwrap();
-    let o = run_p(&[&"convert", &src, &sdir, &"--max-shard-size", &"30kB"]);
+    let o = run_p(&[&"convert", &src, &"-o", &sdir, &"--max-shard-size", &"30kB"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let files = dir_entries(&sdir);
     assert!(files.len() >= 4, "{files:?}");
@@ -529,27 +529,84 @@ fn convert_to_f16_and_sharded() {
     assert_eq!(v["tensors"].as_array().unwrap().len(), a.len());
 }
 
-/// Converting a file onto itself is safe: the new file replaces the old one only once it is
-/// complete, and the memory map of the input keeps reading the old bytes meanwhile.
+/// convert never writes over its own input, nor over an existing file without --overwrite, nor
+/// to a name whose extension says another format; its files get the umask's permissions; dtype
+/// names are accepted in every common spelling; the positional output still works (deprecated).
 #[test]
-fn convert_in_place() {
+fn convert_output_rules() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("m.safetensors");
     std::fs::copy(fixture("stats.safetensors"), &p).unwrap();
-    let before = Checkpoint::open(fixture("stats.safetensors")).unwrap();
-    let o = run_p(&[&"convert", &p, &p, &"--dtype", &"bf16"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let before = std::fs::read(&p).unwrap();
+    // Its own input, named as a file or as its folder, with or without --overwrite.
+    for args in [
+        vec![
+            &"convert" as &dyn AsRef<std::ffi::OsStr>,
+            &p,
+            &"-o",
+            &p,
+            &"--dtype",
+            &"bf16",
+        ],
+        vec![&"convert", &p, &"-o", &p, &"--overwrite"],
+        vec![&"convert", &p, &"-o", &dir.path().join("./m.safetensors")],
+    ] {
+        let o = run_p(&args);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("input"), "{}", stderr(&o));
+    }
+    assert_eq!(std::fs::read(&p).unwrap(), before, "input untouched");
     assert_eq!(dir_entries(dir.path()), ["m.safetensors"]);
-    let after = Checkpoint::open(&p).unwrap();
-    let w = "dense.weight";
-    assert_eq!(after.info(w).unwrap().dtype, DType::BF16);
-    let want: Vec<f32> = before
-        .tensor_f32(w)
-        .unwrap()
-        .iter()
-        .map(|&v| half::bf16::from_f32(v).to_f32())
-        .collect();
-    assert_eq!(after.tensor_f32(w).unwrap(), want);
+
+    // Another format's extension.
+    for name in ["out.bin", "out.pt", "out.gguf", "out.onnx"] {
+        let o = run_p(&[&"convert", &p, &"-o", &dir.path().join(name)]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("writes safetensors"), "{}", stderr(&o));
+    }
+
+    // A new file, in any dtype spelling; then it exists: refused without --overwrite.
+    let out = dir.path().join("h.safetensors");
+    for (spelling, dtype) in [
+        ("half", DType::F16),
+        ("bfloat16", DType::BF16),
+        ("torch.float16", DType::F16),
+    ] {
+        let o = run_p(&[
+            &"convert",
+            &p,
+            &"-o",
+            &out,
+            &"--dtype",
+            &spelling,
+            &"--overwrite",
+        ]);
+        assert!(o.status.success(), "{spelling}: {}", stderr(&o));
+        let h = Checkpoint::open(&out).unwrap();
+        assert_eq!(h.info("dense.weight").unwrap().dtype, dtype, "{spelling}");
+    }
+    let o = run_p(&[&"convert", &p, &"-o", &out]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--overwrite"), "{}", stderr(&o));
+
+    // Permissions: what a plain new file gets here (0666 less the umask), not the temp file's 0600.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let plain = dir.path().join("plain");
+        std::fs::File::create(&plain).unwrap();
+        let mode = |f: &Path| std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        // (Under a umask of 077 both are 0600 and this cannot tell; CI's is 022.)
+        assert_eq!(mode(&out), mode(&plain));
+    }
+
+    // The positional output: still accepted, with a deprecation warning; both forms: usage error.
+    let old = dir.path().join("old.safetensors");
+    let o = run_p(&[&"convert", &p, &old]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("deprecated"), "{}", stderr(&o));
+    let o = run_p(&[&"convert", &p, &old, &"-o", &old]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
 // ---------------------------------------------------------------------------------------------

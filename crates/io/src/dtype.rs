@@ -209,6 +209,25 @@ impl DType {
             .find(|d| d.name().eq_ignore_ascii_case(s))
     }
 
+    /// A floating-point type a user may ask to cast to, in any common spelling: `f32`, `fp32`,
+    /// `float32`, `float`, `torch.float32`; `f16`, `fp16`, `float16`, `half`; `bf16`,
+    /// `bfloat16`; `f64`, `fp64`, `float64`, `double` (case-insensitive).
+    pub fn parse_float(s: &str) -> Option<DType> {
+        let lower = s.trim().to_ascii_lowercase();
+        let name = lower
+            .strip_prefix("torch.")
+            .or_else(|| lower.strip_prefix("np."))
+            .or_else(|| lower.strip_prefix("numpy."))
+            .unwrap_or(&lower);
+        Some(match name {
+            "f32" | "fp32" | "float32" | "float" => DType::F32,
+            "f16" | "fp16" | "float16" | "half" => DType::F16,
+            "bf16" | "bfloat16" => DType::BF16,
+            "f64" | "fp64" | "float64" | "double" => DType::F64,
+            _ => return None,
+        })
+    }
+
     /// Number of elements in one storage block (1 for plain types).
     pub fn block_size(self) -> usize {
         match self {
@@ -426,6 +445,30 @@ mod tests {
         }
         assert_eq!(DType::from_name("bf16"), Some(DType::BF16));
         assert_eq!(DType::from_name("F12"), None);
+        for (names, d) in [
+            (
+                &["f32", "FP32", "float32", "float", "torch.float32"][..],
+                DType::F32,
+            ),
+            (
+                &["f16", "fp16", "Float16", "half", "torch.half"][..],
+                DType::F16,
+            ),
+            (
+                &["bf16", "BF16", "bfloat16", "torch.bfloat16"][..],
+                DType::BF16,
+            ),
+            (
+                &["f64", "fp64", "float64", "double", "np.float64"][..],
+                DType::F64,
+            ),
+        ] {
+            for n in names {
+                assert_eq!(DType::parse_float(n), Some(d), "{n}");
+            }
+        }
+        assert_eq!(DType::parse_float("int8"), None);
+        assert_eq!(DType::parse_float("f8"), None);
     }
 
     #[test]
