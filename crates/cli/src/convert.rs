@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use weightspace_io::{Checkpoint, ConvertOptions, DType, convert};
+use weightspace_io::{ConvertOptions, DType, convert};
 
 use crate::exit::{bad_input, output_file, shard_size};
 
@@ -23,6 +23,8 @@ pub struct Args {
     /// Shard the output when it exceeds this size (e.g. 2GB, 500MB, 1GiB).
     #[arg(long, value_name = "SIZE")]
     pub max_shard_size: Option<String>,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 /// Runs the command.
@@ -39,7 +41,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         },
     };
     let max_shard_bytes = shard_size(a.max_shard_size.as_deref())?;
-    let ck = Checkpoint::open(&a.input)?;
+    let ck = a.open.open(&a.input)?;
     let out = output_file(&a.output);
     let written = convert(
         &ck,
