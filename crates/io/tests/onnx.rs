@@ -348,8 +348,15 @@ fn renaming_is_conservative() {
             "onnx::MatMul_3",
             "onnx::MatMul_4",
             "onnx::MatMul_5",
-            "ok.weight"
+            "ok.weight",
+            "tied.weight"
         ]
+    );
+    let tied = ck.alias("tied.weight").unwrap();
+    assert_eq!((tied.name.as_str(), tied.transposed), ("g.weight", false));
+    assert_eq!(
+        ck.tensor("tied.weight").unwrap().bytes,
+        ck.tensor("g.weight").unwrap().bytes
     );
     assert_eq!(ck.info("ok.weight").unwrap().shape, vec![3, 2]);
     assert_eq!(ck.alias("ok.weight").unwrap().name, "onnx::MatMul_6");

@@ -22,6 +22,11 @@
 //! fp8 variants, segmented tensors, string constants) are not errors: they are listed under the
 //! metadata key `skipped` with the reason. A name seen twice (only in invalid models) is kept
 //! under `name#2`, ... and listed under `renamed`.
+//!
+//! That is everything the file stores, which [`OpenOptions::all`] returns. By default `select.rs`
+//! presents what the source model had instead: its weights only (no shape plumbing or scalar
+//! constants), tensors the exporter left unnamed (`onnx::MatMul_N`) under their module's name and
+//! layout, each with an [`crate::Alias`] giving the stored name.
 
 mod proto;
 mod select;

@@ -21,7 +21,8 @@
 //!
 //! The exporter deduplicates parameters with equal values, replacing the second by an `Identity`
 //! of the first: such an `Identity` output is presented as a tensor of its own (sharing storage),
-//! so that every parameter of the source model is there.
+//! so that every parameter of the source model is there — unless its name is made up
+//! (`onnx::…`, `/…`) and stays so after renaming.
 //!
 //! Then names. `torch.onnx.export` names a parameter it rewrote after the operator reading it
 //! (`onnx::MatMul_470`, the transpose of a Linear weight folded into a constant) and names that
@@ -415,7 +416,12 @@ pub(crate) fn weights(
     let mut out = Vec::with_capacity(kept.len());
     for (i, (s, mut e, shared)) in kept.into_iter().enumerate() {
         let stored_shape = e.info.shape.clone();
-        if let Some((name, r)) = renames.remove(&i) {
+        let renamed = renames.remove(&i);
+        if shared.is_some() && renamed.is_none() && made_up(&s) {
+            // A copy under an exporter's name adds nothing but noise.
+            continue;
+        }
+        if let Some((name, r)) = renamed {
             if r.transpose {
                 e = transposed(path, e);
             } else if r.flatten {
