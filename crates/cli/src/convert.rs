@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use weightspace_io::{Checkpoint, ConvertOptions, DType, convert};
+use weightspace_io::{ConvertOptions, DType, convert};
 
 use crate::exit::{check_safetensors_output, output_file, output_path, shard_size};
 
@@ -36,6 +36,8 @@ pub struct Args {
     /// Shard the output when it exceeds this size (e.g. 2GB, 500MB, 1GiB).
     #[arg(long, value_name = "SIZE")]
     pub max_shard_size: Option<String>,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 /// Runs the command.
@@ -44,7 +46,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let max_shard_bytes = shard_size(a.max_shard_size.as_deref())?;
     let out = output_file(&output_path("convert", a.output, a.output_positional)?);
     check_safetensors_output(&out, &[a.input.as_path()], a.overwrite)?;
-    let ck = Checkpoint::open(&a.input)?;
+    let ck = a.open.open(&a.input)?;
     let written = convert(
         &ck,
         &out,

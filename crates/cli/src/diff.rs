@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use weightspace_analyze::diff;
-use weightspace_io::Checkpoint;
 
 use crate::fmt;
 
@@ -18,12 +17,14 @@ pub struct Args {
     /// Print JSON: {"a","b","only_in_a":[…],"only_in_b":[…],"shared":[{"name","shape_a","shape_b","dtype_a","dtype_b","shape_equal","dtype_equal","identical","l2","cosine","max_abs"}]}.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let ca = Checkpoint::open(&a.a)?;
-    let cb = Checkpoint::open(&a.b)?;
+    let ca = a.open.open(&a.a)?;
+    let cb = a.open.open(&a.b)?;
     let report = diff(&ca, &cb)?;
     if a.json {
         let mut v = serde_json::to_value(&report)?;

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use weightspace_analyze::hash_files;
-use weightspace_io::Checkpoint;
 
 use crate::fmt;
 
@@ -20,6 +19,8 @@ pub struct Args {
     /// Also list every tensor's hash (human output).
     #[arg(long)]
     pub tensors: bool,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 /// Runs the command.
@@ -27,7 +28,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let cks = a
         .paths
         .iter()
-        .map(|p| Ok((p.display().to_string(), Checkpoint::open(p)?)))
+        .map(|p| Ok((p.display().to_string(), a.open.open(p)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let report = hash_files(&cks)?;
     if a.json {

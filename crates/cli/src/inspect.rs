@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
-use weightspace_io::Checkpoint;
 
 use crate::fmt;
 
@@ -13,9 +12,13 @@ pub struct Args {
     /// A weights file (safetensors, PyTorch, GGUF, npy/npz, ONNX), a `*.index.json` or a model
     /// directory.
     pub path: PathBuf,
-    /// Print JSON: {"path","format","total_params","total_bytes","metadata","tensors":[{"name","dtype","shape","params","bytes"}]}.
+    /// Print JSON: {"path","format","total_params","total_bytes","metadata","tensors":[{"name","dtype","shape","params","bytes"}]};
+    /// a tensor presented under another name than the file stores (ONNX `onnx::MatMul_N`) also
+    /// has "alias" (the stored name), "stored_shape" and "transposed".
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 #[derive(Serialize)]
@@ -25,6 +28,12 @@ struct TensorRow<'a> {
     shape: &'a [usize],
     params: u64,
     bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alias: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stored_shape: Option<&'a [usize]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transposed: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -39,7 +48,7 @@ struct Report<'a> {
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let ck = Checkpoint::open(&a.path)?;
+    let ck = a.open.open(&a.path)?;
     let report = Report {
         path: a.path.display().to_string(),
         format: ck.format().name(),
@@ -48,12 +57,18 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         metadata: ck.metadata(),
         tensors: ck
             .infos()
-            .map(|i| TensorRow {
-                name: &i.name,
-                dtype: i.dtype.name(),
-                shape: &i.shape,
-                params: i.numel() as u64,
-                bytes: i.nbytes() as u64,
+            .map(|i| {
+                let alias = ck.alias(&i.name);
+                TensorRow {
+                    name: &i.name,
+                    dtype: i.dtype.name(),
+                    shape: &i.shape,
+                    params: i.numel() as u64,
+                    bytes: i.nbytes() as u64,
+                    alias: alias.map(|a| a.name.as_str()),
+                    stored_shape: alias.map(|a| a.stored_shape.as_slice()),
+                    transposed: alias.map(|a| a.transposed),
+                }
             })
             .collect(),
     };
@@ -70,6 +85,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     );
     if ck.files().len() > 1 {
         println!("  {} shard files", ck.files().len());
+    }
+    if let Some(n) = report.metadata.get("hidden_tensors") {
+        println!(
+            "  {n} more stored tensors are not weights (shape plumbing, scalar constants): --all shows them"
+        );
+    }
+    let renamed = report.tensors.iter().filter(|t| t.alias.is_some()).count();
+    if renamed > 0 {
+        println!(
+            "  {renamed} tensors shown under their module's name or as copies; --json gives the stored names"
+        );
     }
     if !report.metadata.is_empty() {
         println!("  metadata:");

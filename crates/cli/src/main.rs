@@ -15,6 +15,7 @@ mod interp;
 mod learn;
 mod lineage;
 mod merge;
+mod open;
 mod permute;
 mod progress;
 mod prune;

@@ -133,6 +133,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     inspect::run(inspect::Args {
         path: shard_dir.clone(),
         json: false,
+        open: Default::default(),
     })?;
     section(
         "2. per-tensor statistics",
@@ -143,6 +144,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         json: false,
         csv: false,
         parquet: None,
+        open: Default::default(),
     })?;
     section(
         "3. what fine-tuning changed",
@@ -152,6 +154,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         a: base_p.clone(),
         b: tuned_p.clone(),
         json: false,
+        open: Default::default(),
     })?;
     section(
         "4. content hashes and duplicated tensors",
@@ -161,6 +164,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         paths: vec![base_p.clone(), tuned_p.clone(), shard_dir],
         json: false,
         tensors: false,
+        open: Default::default(),
     })?;
     section(
         "5. f32 vs f16: the cost of halving the bytes",
@@ -170,6 +174,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         a: base_p,
         b: half_p,
         json: false,
+        open: Default::default(),
     })?;
 
     // Part two: a zoo of small nets trained on the bundled digits, and what to do with it.
@@ -249,6 +254,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         a: parent.clone(),
         b: permuted.clone(),
         json: false,
+        open: Default::default(),
     })?;
     // Measured, not asserted: both nets through the zoo runtime on the digits test inputs.
     let (max_diff, n, same) = interp::output_difference(&parent, &permuted)?;
@@ -278,6 +284,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         a: parent.clone(),
         b: realigned,
         json: false,
+        open: Default::default(),
     })?;
 
     // Linear mode connectivity: two nets trained from different seeds, before and after

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use weightspace_analyze::{checkpoint_stats, table};
-use weightspace_io::Checkpoint;
 
 use crate::{fmt, progress};
 
@@ -22,11 +21,13 @@ pub struct Args {
     /// Also write the rows to this Parquet file.
     #[arg(long, value_name = "FILE")]
     pub parquet: Option<PathBuf>,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let ck = Checkpoint::open(&a.path)?;
+    let ck = a.open.open(&a.path)?;
     let pb = progress::bar(ck.len() as u64, "stats");
     let rows = checkpoint_stats(&ck, &|| pb.inc(1))?;
     pb.finish_and_clear();

@@ -69,6 +69,38 @@ pub struct Parsed {
     /// File-level metadata (safetensors `__metadata__`, GGUF key/values, non-tensor pickle
     /// leaves, ONNX producer, ...).
     pub metadata: BTreeMap<String, Value>,
+    /// For tensors presented under another name or layout than the file stores them (ONNX
+    /// exporter names such as `onnx::MatMul_470`), keyed by the presented name.
+    pub aliases: BTreeMap<String, Alias>,
+}
+
+/// How the file stores a tensor that a [`Checkpoint`] presents under another name or layout.
+///
+/// ONNX exporters leave parameters they rewrote unnamed (`onnx::MatMul_470` holds the transpose
+/// of `encoder.layer.0.attention.self.query.weight`); the default view gives such a tensor the
+/// name of the module that reads it and the source model's layout, and keeps the stored name
+/// here. A tensor the exporter deduplicated (an `Identity` of another weight) is presented under
+/// its own name, with the tensor it shares storage with here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    /// The name the file stores the data under.
+    pub name: String,
+    /// The shape the file stores it with.
+    pub stored_shape: Vec<usize>,
+    /// True when the stored tensor is the transpose of the presented one (a MatMul `B` input
+    /// `[in, out]` presented as a Linear weight `[out, in]`).
+    pub transposed: bool,
+}
+
+/// How a checkpoint is opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Every tensor the file stores, under its stored name and layout. Off (the default), formats
+    /// that mix weights with other constants show the weights only, as the source model named
+    /// them: an ONNX model hides integer shape plumbing and scalar constants and renames the
+    /// tensors its exporter left unnamed (see the crate documentation). Other formats are the
+    /// same either way.
+    pub all: bool,
 }
 
 /// A set of named tensors read from one file, a sharded set of files, or a model directory.
@@ -84,6 +116,9 @@ pub struct Checkpoint {
     index: HashMap<String, usize>,
     metadata: BTreeMap<String, Value>,
     files: Vec<PathBuf>,
+    aliases: BTreeMap<String, Alias>,
+    /// Stored names that are not tensor names, to the tensor they are presented as.
+    alias_index: HashMap<String, String>,
 }
 
 /// Index files that make a directory one sharded checkpoint, in order of preference.
@@ -92,17 +127,24 @@ const INDEX_SUFFIXES: [&str; 2] = [".safetensors.index.json", ".bin.index.json"]
 impl Checkpoint {
     /// Opens a checkpoint: a weights file of any supported format (detected from its bytes, not
     /// its extension), a `*.index.json` of a sharded checkpoint, or a model directory.
+    ///
+    /// ONNX models show their weights only (see [`OpenOptions::all`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Checkpoint> {
+        Self::open_with(path, OpenOptions::default())
+    }
+
+    /// Opens a checkpoint like [`Checkpoint::open`], with options.
+    pub fn open_with(path: impl AsRef<Path>, opts: OpenOptions) -> Result<Checkpoint> {
         let path = path.as_ref();
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
-            return Self::open_dir(path);
+            return Self::open_dir(path, opts);
         }
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name.ends_with(".index.json") {
-            return Self::open_index(path);
+            return Self::open_index(path, opts);
         }
-        let parsed = open_file(path)?;
+        let parsed = open_file(path, opts)?;
         Self::from_parsed(path, parsed, vec![path.to_path_buf()])
     }
 
@@ -115,6 +157,12 @@ impl Checkpoint {
                     .with_tensor(&e.info.name));
             }
         }
+        let alias_index = parsed
+            .aliases
+            .iter()
+            .filter(|(_, a)| !index.contains_key(&a.name))
+            .map(|(name, a)| (a.name.clone(), name.clone()))
+            .collect();
         Ok(Checkpoint {
             path: path.to_path_buf(),
             format: parsed.format,
@@ -122,10 +170,12 @@ impl Checkpoint {
             index,
             metadata: parsed.metadata,
             files,
+            aliases: parsed.aliases,
+            alias_index,
         })
     }
 
-    fn open_dir(dir: &Path) -> Result<Checkpoint> {
+    fn open_dir(dir: &Path, opts: OpenOptions) -> Result<Checkpoint> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| Error::io(dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -140,7 +190,7 @@ impl Checkpoint {
         };
         for suffix in INDEX_SUFFIXES {
             if let Some(idx) = files.iter().find(|p| fname(p).ends_with(suffix)) {
-                return Self::open_index(idx);
+                return Self::open_index(idx, opts);
             }
         }
         let st: Vec<PathBuf> = files
@@ -151,10 +201,10 @@ impl Checkpoint {
         match st.len() {
             0 => {}
             1 => {
-                let parsed = open_file(&st[0])?;
+                let parsed = open_file(&st[0], opts)?;
                 return Self::from_parsed(&st[0], parsed, st.clone());
             }
-            _ => return Self::open_shards(dir, &st, None),
+            _ => return Self::open_shards(dir, &st, None, opts),
         }
         // Otherwise: the one file in the directory that holds weights.
         let weights: Vec<PathBuf> = files
@@ -167,7 +217,7 @@ impl Checkpoint {
             .cloned()
             .collect();
         match weights.len() {
-            1 => Self::open(&weights[0]),
+            1 => Self::open_with(&weights[0], opts),
             0 => Err(Error::new(
                 dir,
                 ErrorKind::UnknownFormat("the directory holds no weights file".into()),
@@ -184,7 +234,7 @@ impl Checkpoint {
 
     /// Opens a sharded checkpoint from its `*.index.json` (`{"metadata":{…},"weight_map":{name:
     /// shard}}`): every tensor named in the weight map must be found in its shard.
-    fn open_index(index_path: &Path) -> Result<Checkpoint> {
+    fn open_index(index_path: &Path, opts: OpenOptions) -> Result<Checkpoint> {
         let text = std::fs::read(index_path).map_err(|e| Error::io(index_path, e))?;
         let json: Value = serde_json::from_slice(&text)
             .map_err(|e| Error::new(index_path, ErrorKind::InvalidHeader(e.to_string())))?;
@@ -214,7 +264,7 @@ impl Checkpoint {
             wanted.insert(tensor.as_str(), shard);
         }
         shards.sort();
-        let mut ck = Self::open_shards(index_path, &shards, Some(&wanted))?;
+        let mut ck = Self::open_shards(index_path, &shards, Some(&wanted), opts)?;
         if let Some(m) = json.get("metadata").and_then(Value::as_object) {
             for (k, v) in m {
                 ck.metadata.insert(k.clone(), v.clone());
@@ -229,13 +279,15 @@ impl Checkpoint {
         path: &Path,
         shards: &[PathBuf],
         wanted: Option<&HashMap<&str, &str>>,
+        opts: OpenOptions,
     ) -> Result<Checkpoint> {
         let mut entries = Vec::new();
         let mut metadata = BTreeMap::new();
+        let mut aliases = BTreeMap::new();
         let mut format = None;
         let mut found = 0usize;
         for shard in shards {
-            let parsed = open_file(shard)?;
+            let parsed = open_file(shard, opts)?;
             format = Some(match parsed.format {
                 Format::Safetensors => Format::ShardedSafetensors,
                 Format::PyTorch | Format::PyTorchLegacy => Format::ShardedPyTorch,
@@ -259,6 +311,7 @@ impl Checkpoint {
             for (k, v) in parsed.metadata {
                 metadata.entry(k).or_insert(v);
             }
+            aliases.extend(parsed.aliases);
         }
         if let Some(w) = wanted
             && found != w.len()
@@ -284,6 +337,7 @@ impl Checkpoint {
             format: format.unwrap_or(Format::ShardedSafetensors),
             entries,
             metadata,
+            aliases,
         };
         Self::from_parsed(path, parsed, shards.to_vec())
     }
@@ -331,6 +385,22 @@ impl Checkpoint {
     /// Tensor names in file order.
     pub fn names(&self) -> impl ExactSizeIterator<Item = &str> {
         self.entries.iter().map(|e| e.info.name.as_str())
+    }
+
+    /// How the file stores tensor `name`, when it is presented under another name or layout
+    /// (ONNX exporter names; see [`Alias`]).
+    pub fn alias(&self, name: &str) -> Option<&Alias> {
+        self.aliases.get(name)
+    }
+
+    /// The tensor name for `name`: itself when a tensor has that name, the tensor presented in
+    /// its place when `name` is a stored name (an [`Alias`]), `None` otherwise.
+    pub fn resolve<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        if self.index.contains_key(name) {
+            Some(name)
+        } else {
+            self.alias_index.get(name).map(String::as_str)
+        }
     }
 
     /// True when the checkpoint has a tensor called `name`.
@@ -417,14 +487,14 @@ fn sniff_path(path: &Path) -> Option<Format> {
 }
 
 /// Reads one file of any supported format.
-pub(crate) fn open_file(path: &Path) -> Result<Parsed> {
+pub(crate) fn open_file(path: &Path, opts: OpenOptions) -> Result<Parsed> {
     let buf: Arc<Buf> = Buf::map_file(path)?;
     let parsed = match sniff(&buf) {
         Some(Format::Gguf) => gguf::open(path, buf)?,
         Some(Format::Npy) => npy::open_npy(path, buf)?,
         Some(Format::Safetensors) => safetensors::open(path, buf)?,
         Some(Format::PyTorchLegacy) => pytorch::open_legacy(path, buf)?,
-        Some(Format::Onnx) => onnx::open(path, buf)?,
+        Some(Format::Onnx) => onnx::open(path, buf, opts)?,
         Some(_) => {
             let entries = zipfs::list(path, &buf)?;
             let is = |suffix: &str| {

@@ -621,6 +621,7 @@ pub(crate) fn open(path: &Path, buf: Arc<Buf>) -> Result<Parsed> {
         format: Format::Gguf,
         entries,
         metadata,
+        aliases: Default::default(),
     })
 }
 

@@ -8,7 +8,8 @@
 //!   through an allowlist unpickler that never executes code;
 //! * GGUF v2/v3, including the block-quantised types, dequantised exactly as ggml does;
 //! * NumPy `.npy` / `.npz`;
-//! * ONNX initializers and `Constant` nodes (subgraphs and external data included).
+//! * ONNX initializers and `Constant` nodes (subgraphs and external data included); by default
+//!   the weights only, under the source model's names ([`OpenOptions`] says how to see all).
 //!
 //! Opening a checkpoint reads headers only. Tensor bytes are borrowed from a memory map where
 //! the file stores them contiguously and little-endian ([`TensorView::bytes`] is then
@@ -44,7 +45,7 @@ mod tensor;
 mod writer;
 mod zipfs;
 
-pub use checkpoint::{Checkpoint, Format, Parsed, sniff};
+pub use checkpoint::{Alias, Checkpoint, Format, OpenOptions, Parsed, sniff};
 pub use dtype::{DType, encode_f32, f8_e4m3_to_f32, f8_e5m2_to_f32};
 pub use error::{Error, ErrorKind, Result};
 pub use gguf::{GGUF_MAX_ARRAY_LEN, GGUF_MAX_DEPTH, GGUF_MAX_KEPT_ELEMENTS};

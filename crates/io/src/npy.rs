@@ -82,6 +82,7 @@ pub(crate) fn open_npy(path: &Path, buf: Arc<Buf>) -> Result<Parsed> {
         format: Format::Npy,
         entries: vec![entry],
         metadata,
+        aliases: Default::default(),
     })
 }
 
@@ -113,6 +114,7 @@ pub(crate) fn open_npz(path: &Path, buf: Arc<Buf>, entries: Vec<ZipEntry>) -> Re
         format: Format::Npz,
         entries: out,
         metadata: BTreeMap::new(),
+        aliases: Default::default(),
     })
 }
 

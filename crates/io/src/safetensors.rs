@@ -203,5 +203,6 @@ pub(crate) fn open(path: &Path, buf: Arc<Buf>) -> Result<Parsed> {
         format: Format::Safetensors,
         entries,
         metadata,
+        aliases: Default::default(),
     })
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use serde_json::Value;
-use weightspace_io::{Checkpoint, ErrorKind, Format, sniff};
+use weightspace_io::{Checkpoint, ErrorKind, Format, OpenOptions, sniff};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx")
@@ -15,6 +15,11 @@ fn fixtures() -> PathBuf {
 
 fn real() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real")
+}
+
+/// Every stored tensor, under its stored name (`--all`).
+fn open_all(p: impl AsRef<Path>) -> Checkpoint {
+    Checkpoint::open_with(p, OpenOptions { all: true }).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn read_json(p: &Path) -> Value {
@@ -107,10 +112,9 @@ fn check_against(ck: &Checkpoint, golden: &Value, what: &str) {
 fn made_models_match_onnx_numpy_helper() {
     let golden = read_json(&fixtures().join("golden.json"));
     let golden = golden.as_object().unwrap();
-    assert_eq!(golden.len(), 3);
+    assert_eq!(golden.len(), 4);
     for (file, g) in golden {
-        let ck = Checkpoint::open(fixtures().join(file)).unwrap_or_else(|e| panic!("{e}"));
-        check_against(&ck, g, file);
+        check_against(&open_all(fixtures().join(file)), g, file);
     }
 }
 
@@ -171,16 +175,201 @@ fn metadata_of_made_model() {
 #[test]
 fn published_silero_vad() {
     let path = real().join("silero_vad.onnx");
-    let ck = Checkpoint::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    let all = open_all(&path);
     let golden = read_json(&real().join("silero_vad.golden.json"));
-    check_against(&ck, &golden, "silero_vad.onnx");
+    check_against(&all, &golden, "silero_vad.onnx");
     // Its weights are Constant nodes inside nested If branches.
-    assert_eq!(ck.len(), 341);
-    let w = ck
+    assert_eq!(all.len(), 341);
+    let w = all
         .info("If_0_else_branch__Inline_0__encoder.0.reparam_conv.weight")
         .unwrap();
     assert_eq!(w.dtype.name(), "F32");
-    assert_eq!(ck.metadata()["producer_name"], "spox");
+    assert_eq!(all.metadata()["producer_name"], "spox");
+
+    // By default: the 15 parameters of each branch (16 kHz and 8 kHz), nothing else.
+    let ck = Checkpoint::open(&path).unwrap();
+    assert_eq!(ck.len(), 30, "{:?}", ck.names().collect::<Vec<_>>());
+    assert_eq!(ck.metadata()["hidden_tensors"], 311);
+    for i in ck.infos() {
+        assert_eq!(i.dtype.name(), "F32", "{}", i.name);
+        assert_eq!(
+            ck.tensor(&i.name).unwrap().bytes,
+            all.tensor(&i.name).unwrap().bytes
+        );
+    }
+    // The one-output conv's bias has one element: kept because a Conv reads it as its bias.
+    let b = ck
+        .info("If_0_then_branch__Inline_0__decoder.decoder.2.bias")
+        .unwrap();
+    assert_eq!(b.shape, vec![1]);
+    // The Pow exponents are scalar constants.
+    assert!(all.contains("If_0_then_branch__Inline_0__/stft/Constant_22_output_0"));
+    assert!(!ck.contains("If_0_then_branch__Inline_0__/stft/Constant_22_output_0"));
+    // Nothing here is renamed: node names are not module paths.
+    assert!(ck.infos().all(|i| ck.alias(&i.name).is_none()));
+}
+
+/// The default view of a `torch.onnx.export` is the source model's state_dict: the same names
+/// and, bit for bit, the same tensors, though the export stores Linear weights transposed under
+/// `onnx::MatMul_N`, deduplicates equal LayerNorm weights and adds shape plumbing.
+#[test]
+fn torch_export_matches_its_state_dict() {
+    let onnx = Checkpoint::open(fixtures().join("bert_tiny.onnx")).unwrap();
+    let source = Checkpoint::open(fixtures().join("bert_tiny.safetensors")).unwrap();
+    let mut got: Vec<&str> = onnx.names().collect();
+    let mut want: Vec<&str> = source.names().collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    for name in source.names() {
+        let (a, b) = (onnx.tensor(name).unwrap(), source.tensor(name).unwrap());
+        assert_eq!((a.dtype, a.shape), (b.dtype, b.shape), "{name}");
+        assert_eq!(a.to_f32().unwrap(), b.to_f32().unwrap(), "{name}");
+        assert_eq!(a.content_hash(), b.content_hash(), "{name}");
+    }
+
+    // A Linear weight: stored [in, out] under an exporter name, presented [out, in].
+    let q = "encoder.layer.0.ff.0.weight";
+    let alias = onnx.alias(q).unwrap();
+    assert!(alias.name.starts_with("onnx::MatMul_"), "{alias:?}");
+    assert_eq!(alias.stored_shape, vec![8, 16]);
+    assert!(alias.transposed);
+    assert_eq!(onnx.info(q).unwrap().shape, vec![16, 8]);
+    assert_eq!(onnx.resolve(&alias.name), Some(q));
+    assert_eq!(onnx.resolve(q), Some(q));
+    assert_eq!(onnx.resolve("onnx::MatMul_0"), None);
+    // Stored and presented values are each other's transpose.
+    let all = open_all(fixtures().join("bert_tiny.onnx"));
+    let stored = all.tensor_f32(&alias.name).unwrap();
+    let shown = onnx.tensor_f32(q).unwrap();
+    for o in 0..16 {
+        for i in 0..8 {
+            assert_eq!(shown[o * 8 + i], stored[i * 16 + o]);
+        }
+    }
+    // The PReLU slope, stored broadcastable [1, 1], is PyTorch's [1].
+    let act = onnx.alias("act.weight").unwrap();
+    assert_eq!(
+        (act.stored_shape.as_slice(), act.transposed),
+        (&[1, 1][..], false)
+    );
+    // A LayerNorm weight the exporter replaced by an Identity of an equal one.
+    let ln = onnx.alias("encoder.layer.1.LayerNorm.weight").unwrap();
+    assert_eq!(ln.name, "embeddings.LayerNorm.weight");
+    // Named parameters have no alias.
+    assert!(onnx.alias("encoder.layer.0.attention.query.bias").is_none());
+    assert!(onnx.metadata()["hidden_tensors"].as_u64().unwrap() > 0);
+}
+
+/// `--all` shows the file as stored: exporter names, stored layouts, shape plumbing, scalars.
+#[test]
+fn all_shows_what_the_file_stores() {
+    let all = open_all(fixtures().join("bert_tiny.onnx"));
+    let ck = Checkpoint::open(fixtures().join("bert_tiny.onnx")).unwrap();
+    assert!(all.len() > ck.len());
+    assert!(!all.contains("encoder.layer.0.ff.0.weight"));
+    assert!(!all.contains("encoder.layer.1.LayerNorm.weight"));
+    let alias = ck.alias("encoder.layer.0.ff.0.weight").unwrap();
+    assert_eq!(all.info(&alias.name).unwrap().shape, vec![8, 16]);
+    assert!(all.infos().any(|i| i.dtype.name() == "I64"));
+    assert!(
+        all.infos()
+            .any(|i| i.shape.is_empty() && i.dtype.name() == "F32")
+    );
+    assert!(
+        ck.infos()
+            .all(|i| i.dtype.name() == "F32" && i.numel() >= 1)
+    );
+    assert!(!all.metadata().contains_key("hidden_tensors"));
+    // Hidden = stored tensors not shown (the Identity copies are extra, not stored).
+    let copies = ck
+        .infos()
+        .filter(|i| {
+            ck.alias(&i.name).is_some_and(|a| {
+                !a.transposed
+                    && all.contains(&a.name)
+                    && a.name != i.name
+                    && !a.name.starts_with("onnx::")
+            })
+        })
+        .count();
+    let hidden = ck.metadata()["hidden_tensors"].as_u64().unwrap() as usize;
+    assert_eq!(all.len() - hidden + copies, ck.len());
+}
+
+/// What the default view keeps of a made model: floats with more than one element, 8-bit
+/// quantised weights and what DequantizeLinear reads; not int64, bools or scalar constants.
+#[test]
+fn default_view_keeps_weights_only() {
+    let ck = Checkpoint::open(fixtures().join("features.onnx")).unwrap();
+    let all = open_all(fixtures().join("features.onnx"));
+    for kept in [
+        "fc.weight",
+        "half.raw",
+        "q.weight",
+        "q.scale",
+        "q.zero_point",
+        "mmi.weight",
+        "then.w",
+        "c.tensor",
+        "c.floats",
+        "sparse.w",
+    ] {
+        assert!(ck.contains(kept), "{kept}");
+    }
+    for hidden in [
+        "i64.raw",
+        "int64_data",
+        "bool.raw",
+        "c.int",
+        "c.ints",
+        "c.float",
+        "i32.int32_data",
+    ] {
+        assert!(all.contains(hidden) && !ck.contains(hidden), "{hidden}");
+    }
+    assert_eq!(
+        ck.metadata()["hidden_tensors"].as_u64().unwrap() as usize,
+        all.len() - ck.len()
+    );
+}
+
+/// Renames happen only when the node path names one module unambiguously.
+#[test]
+fn renaming_is_conservative() {
+    let ck = Checkpoint::open(fixtures().join("naming.onnx")).unwrap();
+    let names: Vec<&str> = ck.names().collect();
+    assert_eq!(
+        names,
+        [
+            "onnx::MatMul_1",
+            "onnx::MatMul_2",
+            "g.weight",
+            "onnx::MatMul_3",
+            "onnx::MatMul_4",
+            "onnx::MatMul_5",
+            "ok.weight",
+            "tied.weight"
+        ]
+    );
+    let tied = ck.alias("tied.weight").unwrap();
+    assert_eq!((tied.name.as_str(), tied.transposed), ("g.weight", false));
+    assert_eq!(
+        ck.tensor("tied.weight").unwrap().bytes,
+        ck.tensor("g.weight").unwrap().bytes
+    );
+    assert_eq!(ck.info("ok.weight").unwrap().shape, vec![3, 2]);
+    assert_eq!(ck.alias("ok.weight").unwrap().name, "onnx::MatMul_6");
+    assert!(!ck.metadata().contains_key("names_kept"));
+
+    let ck = Checkpoint::open(fixtures().join("naming_contradicted.onnx")).unwrap();
+    assert!(
+        ck.contains("onnx::MatMul_1"),
+        "{:?}",
+        ck.names().collect::<Vec<_>>()
+    );
+    let why = ck.metadata()["names_kept"].as_str().unwrap();
+    assert!(why.contains("a.weight") && why.contains("/x/Gemm"), "{why}");
 }
 
 #[test]
@@ -407,10 +596,15 @@ fn deeply_nested_subgraphs_are_an_error() {
 }
 
 fn valid_models() -> Vec<Vec<u8>> {
-    ["features.onnx", "torch_tiny.onnx", "external.onnx"]
-        .iter()
-        .map(|f| std::fs::read(fixtures().join(f)).unwrap())
-        .collect()
+    [
+        "features.onnx",
+        "torch_tiny.onnx",
+        "external.onnx",
+        "bert_tiny.onnx",
+    ]
+    .iter()
+    .map(|f| std::fs::read(fixtures().join(f)).unwrap())
+    .collect()
 }
 
 /// Writes `bytes` as a model next to a copy of `external.bin`, opens it and reads every tensor.
@@ -423,10 +617,12 @@ fn open_and_read_all(bytes: &[u8]) {
     .unwrap();
     let p = dir.path().join("m.onnx");
     std::fs::write(&p, bytes).unwrap();
-    if let Ok(ck) = Checkpoint::open(&p) {
-        for i in 0..ck.len() {
-            if let Ok(t) = ck.tensor_at(i) {
-                let _ = t.to_f32();
+    for all in [false, true] {
+        if let Ok(ck) = Checkpoint::open_with(&p, OpenOptions { all }) {
+            for i in 0..ck.len() {
+                if let Ok(t) = ck.tensor_at(i) {
+                    let _ = t.to_f32();
+                }
             }
         }
     }
@@ -453,14 +649,14 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
-    fn truncation_never_panics(which in 0usize..3, cut in 0.0f64..1.0) {
+    fn truncation_never_panics(which in 0usize..4, cut in 0.0f64..1.0) {
         let m = &valid_models()[which];
         open_and_read_all(&m[..(m.len() as f64 * cut) as usize]);
     }
 
     #[test]
     fn bit_flips_never_panic(
-        which in 0usize..3,
+        which in 0usize..4,
         flips in proptest::collection::vec((0.0f64..1.0, any::<u8>()), 1..6),
     ) {
         let mut m = valid_models()[which].clone();

@@ -22,8 +22,14 @@
 //! fp8 variants, segmented tensors, string constants) are not errors: they are listed under the
 //! metadata key `skipped` with the reason. A name seen twice (only in invalid models) is kept
 //! under `name#2`, ... and listed under `renamed`.
+//!
+//! That is everything the file stores, which [`OpenOptions::all`] returns. By default `select.rs`
+//! presents what the source model had instead: its weights only (no shape plumbing or scalar
+//! constants), tensors the exporter left unnamed (`onnx::MatMul_N`) under their module's name and
+//! layout, each with an [`crate::Alias`] giving the stored name.
 
 mod proto;
+mod select;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
@@ -33,7 +39,7 @@ use prost::Message;
 use prost::bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::checkpoint::{Format, Parsed};
+use crate::checkpoint::{Format, OpenOptions, Parsed};
 use crate::dtype::DType;
 use crate::error::{Error, ErrorKind, Result};
 use crate::tensor::{Buf, Data, Entry, TensorInfo};
@@ -135,8 +141,9 @@ impl AsRef<[u8]> for Owner {
     }
 }
 
-/// Reads an ONNX model's weights.
-pub(crate) fn open(path: &Path, buf: Arc<Buf>) -> Result<Parsed> {
+/// Reads an ONNX model's weights: every stored tensor with `opts.all`, otherwise the weights
+/// as [`select`] presents them.
+pub(crate) fn open(path: &Path, buf: Arc<Buf>, opts: OpenOptions) -> Result<Parsed> {
     let bytes = Bytes::from_owner(Owner(buf.clone()));
     let model = ModelProto::decode(bytes).map_err(|e| {
         let msg = e.to_string();
@@ -161,6 +168,8 @@ pub(crate) fn open(path: &Path, buf: Arc<Buf>) -> Result<Parsed> {
         base: buf.as_ptr() as usize,
         buf,
         entries: Vec::new(),
+        stored: Vec::new(),
+        nodes: select::Nodes::default(),
         seen: HashMap::new(),
         skipped: Vec::new(),
         renamed: Vec::new(),
@@ -214,10 +223,16 @@ pub(crate) fn open(path: &Path, buf: Arc<Buf>) -> Result<Parsed> {
     if !r.renamed.is_empty() {
         metadata.insert("renamed".into(), Value::Array(r.renamed));
     }
+    let (entries, aliases) = if opts.all {
+        (r.entries, BTreeMap::new())
+    } else {
+        select::weights(path, r.entries, &r.stored, &r.nodes, &mut metadata)
+    };
     Ok(Parsed {
         format: Format::Onnx,
-        entries: r.entries,
+        entries,
         metadata,
+        aliases,
     })
 }
 
@@ -261,6 +276,10 @@ struct Reader<'a> {
     buf: Arc<Buf>,
     base: usize,
     entries: Vec<Entry>,
+    /// Each entry's name in the file (before `name#2` disambiguation).
+    stored: Vec<String>,
+    /// Every node of every graph, for [`select`].
+    nodes: select::Nodes,
     /// How many times each name was used.
     seen: HashMap<String, usize>,
     skipped: Vec<Value>,
@@ -291,6 +310,7 @@ impl Reader<'_> {
             self.sparse(s, &name)?;
         }
         for node in &g.node {
+            self.nodes.add(node);
             self.node(node)?;
             for a in &node.attribute {
                 if let Some(sg) = &a.g {
@@ -314,6 +334,7 @@ impl Reader<'_> {
 
     /// Adds an entry, renaming it when its name is taken.
     fn push(&mut self, mut info: TensorInfo, data: Data) {
+        self.stored.push(info.name.clone());
         let n = self.seen.entry(info.name.clone()).or_insert(0);
         *n += 1;
         if *n > 1 {

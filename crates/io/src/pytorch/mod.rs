@@ -477,6 +477,7 @@ fn build(
         format,
         entries,
         metadata,
+        aliases: Default::default(),
     })
 }
 
