@@ -1,5 +1,6 @@
 //! Finding the models in the paths a user gives: files are taken as they are; a directory is one
-//! model when it holds a sharded-checkpoint index (`*.index.json`), otherwise it is searched
+//! model when it holds a sharded-checkpoint index (`*.index.json`) or only the shards of one set
+//! (`model-00001-of-00002.safetensors`, ...), otherwise it is searched
 //! (recursively, in sorted order) for files whose leading bytes look like a weights format.
 
 use std::io::Read;
@@ -11,6 +12,25 @@ fn is_index(p: &Path) -> bool {
     p.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.ends_with(".index.json"))
+}
+
+fn is_safetensors(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "safetensors")
+}
+
+/// `<stem>-00001-of-00003.safetensors`: one shard of a set.
+fn is_shard(p: &Path) -> bool {
+    if !is_safetensors(p) {
+        return false;
+    }
+    let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let b = stem.as_bytes();
+    // ...-NNNNN-of-NNNNN: 5 digits, "-of-", 5 digits at the end.
+    b.len() > 15
+        && b[b.len() - 15] == b'-'
+        && &b[b.len() - 9..b.len() - 5] == b"-of-"
+        && b[b.len() - 14..b.len() - 9].iter().all(u8::is_ascii_digit)
+        && b[b.len() - 5..].iter().all(u8::is_ascii_digit)
 }
 
 fn looks_like_weights(p: &Path) -> bool {
@@ -35,6 +55,15 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
         .collect();
     entries.sort();
     if entries.iter().any(|p| p.is_file() && is_index(p)) {
+        out.push(dir.to_path_buf());
+        return Ok(());
+    }
+    // Shards without their index (`model-00001-of-00002.safetensors`, ...) are one model too.
+    let shards = entries
+        .iter()
+        .filter(|p| p.is_file() && is_shard(p))
+        .count();
+    if shards > 1 && shards == entries.iter().filter(|p| is_safetensors(p)).count() {
         out.push(dir.to_path_buf());
         return Ok(());
     }

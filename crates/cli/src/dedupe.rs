@@ -11,6 +11,9 @@ use crate::{exit, fmt, progress};
 /// duplicates (same name and shape, cosine similarity at or above a threshold), with the bytes
 /// that storing each once would save.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  weightspace dedupe checkpoints/
+  weightspace dedupe a.safetensors a-f16.safetensors --threshold 0.9999 --json")]
 pub struct Args {
     /// Directories to search for models (or model files).
     #[arg(required = true)]

@@ -9,6 +9,9 @@ use crate::fmt;
 /// Compare two checkpoints by tensor name: tensors only in one, and for shared names whether
 /// shapes/dtypes are equal, the L2 distance, cosine similarity and max |a − b|.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  weightspace diff base.safetensors finetuned.safetensors
+  weightspace diff model.safetensors model.onnx --json      # an export against its source")]
 pub struct Args {
     /// First checkpoint.
     pub a: PathBuf,

@@ -165,3 +165,37 @@ pub fn float_dtype(s: &str) -> Result<weightspace_io::DType, String> {
         format!("unknown float dtype {s:?}: expected f32/float32/float, f16/float16/half, bf16/bfloat16 or f64/float64/double")
     })
 }
+
+/// The error's message with its causes, each said once: a cause whose text the message already
+/// holds (an io error that the file error quotes) is not repeated.
+pub fn message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// The models named by `paths` as `similarity` finds them: files as given, a folder with an index
+/// or one shard set as one model, other folders searched (see `weightspace_analyze::discover`).
+pub fn model_paths(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let found = weightspace_analyze::discover::discover(paths)?;
+    if found.is_empty() {
+        return Err(bad_input(format!(
+            "no model files found in {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(found)
+}

@@ -9,8 +9,13 @@ use crate::fmt;
 /// BLAKE3 content hashes: per tensor over (dtype, shape, bytes), one model hash per file, and
 /// tensors whose hashes are equal across (or within) the given files.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  weightspace hash model.safetensors
+  weightspace hash base.safetensors finetuned.safetensors --tensors
+  weightspace hash checkpoints/ --json      # every model in the folder, and what they share")]
 pub struct Args {
-    /// Checkpoints to hash.
+    /// Checkpoints to hash: files, model directories or directories to search (each model
+    /// found is hashed as one).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Print JSON: {"files":[{"path","model_hash","tensors":[{"name","hash","bytes"}]}],"duplicates":[{"hash","bytes","occurrences":[[path,name],…]}]}.
@@ -25,8 +30,7 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let cks = a
-        .paths
+    let cks = crate::exit::model_paths(&a.paths)?
         .iter()
         .map(|p| Ok((p.display().to_string(), a.open.open(p)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;

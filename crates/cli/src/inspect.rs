@@ -1,20 +1,29 @@
 //! `weightspace inspect`: format, metadata and the tensor list of a checkpoint (headers only).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use weightspace_io::Checkpoint;
 
 use serde::Serialize;
 
 use crate::fmt;
 
 /// Show a checkpoint's format, metadata and tensors. Reads headers only, never tensor data.
+/// A folder of several models (as `similarity` finds them) shows each model in turn.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  weightspace inspect model.safetensors
+  weightspace inspect checkpoints/ --json          # every model found in the folder
+  weightspace inspect model.onnx --all             # also the ONNX shape plumbing")]
 pub struct Args {
-    /// A weights file (safetensors, PyTorch, GGUF, npy/npz, ONNX), a `*.index.json` or a model
-    /// directory.
-    pub path: PathBuf,
-    /// Print JSON: {"path","format","total_params","total_bytes","metadata","tensors":[{"name","dtype","shape","params","bytes"}]};
-    /// a tensor presented under another name than the file stores (ONNX `onnx::MatMul_N`) also
-    /// has "alias" (the stored name), "stored_shape" and "transposed".
+    /// Weights files (safetensors, PyTorch, GGUF, npy/npz, ONNX), `*.index.json` files, model
+    /// directories or directories to search.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Print JSON: {"path","format","total_params","total_bytes","metadata","tensors":[{"name","dtype","shape","params","bytes"}]}
+    /// for one model, an array of them for several; a tensor presented under another name than
+    /// the file stores (ONNX `onnx::MatMul_N`) also has "alias" (the stored name),
+    /// "stored_shape" and "transposed".
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -48,9 +57,30 @@ struct Report<'a> {
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let ck = a.open.open(&a.path)?;
-    let report = Report {
-        path: a.path.display().to_string(),
+    let paths = crate::exit::model_paths(&a.paths)?;
+    let cks = paths
+        .iter()
+        .map(|p| Ok((p, a.open.open(p)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let reports: Vec<Report<'_>> = cks.iter().map(|(p, ck)| report(p, ck)).collect();
+    if a.json {
+        return match reports.as_slice() {
+            [one] => fmt::print_json(one),
+            several => fmt::print_json(&several),
+        };
+    }
+    for (i, (r, (_, ck))) in reports.iter().zip(&cks).enumerate() {
+        if i > 0 {
+            println!();
+        }
+        print_report(r, ck);
+    }
+    Ok(())
+}
+
+fn report<'a>(path: &Path, ck: &'a Checkpoint) -> Report<'a> {
+    Report {
+        path: path.display().to_string(),
         format: ck.format().name(),
         total_params: ck.total_params(),
         total_bytes: ck.total_bytes(),
@@ -71,10 +101,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 }
             })
             .collect(),
-    };
-    if a.json {
-        return fmt::print_json(&report);
     }
+}
+
+fn print_report(report: &Report<'_>, ck: &Checkpoint) {
     println!("{}", report.path);
     println!(
         "  format {}, {} tensors, {} parameters, {}",
@@ -127,5 +157,4 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "{}",
         fmt::table(&["tensor", "dtype", "shape", "params", "bytes"], &rows)
     );
-    Ok(())
 }

@@ -38,6 +38,9 @@ pub enum RepairMode {
 /// path and the barrier max_λ L(θλ) − ((1−λ)L(θA) + λL(θB)); with `--align`, also after
 /// aligning B to A; with `--repair`, re-estimate normalisation statistics at every point.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  weightspace interp zoo/models/a/epoch_8.safetensors zoo/models/b/epoch_8.safetensors --steps 11
+  weightspace interp A.safetensors B.safetensors --align weight --repair --json")]
 pub struct Args {
     /// First model.
     pub a: PathBuf,

@@ -13,6 +13,10 @@ use crate::{exit, fmt, progress};
 /// direction from weight kurtosis (which grows with training), a minimum spanning arborescence
 /// (Chu–Liu/Edmonds) per group of related models. Edges carry a heuristic confidence.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  weightspace lineage checkpoints/
+  weightspace lineage base.safetensors ft-*.safetensors --mermaid
+  weightspace lineage zoo/models/*/epoch_8.safetensors --json")]
 pub struct Args {
     /// Model files, model directories, or directories to search for models.
     #[arg(required = true)]

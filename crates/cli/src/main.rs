@@ -28,7 +28,7 @@ mod stats;
 mod taskvec;
 mod zoo;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// weightspace: trained neural-network weights as a data modality.
 ///
@@ -100,7 +100,12 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = match Cli::try_parse() {
+    // Negative numbers are values everywhere (`--density -0.5` is a range error, not an
+    // unknown flag `-0`).
+    let parsed = allow_negative_numbers(Cli::command())
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             // clap exits 2 on usage errors and 0 for --help/--version.
@@ -136,7 +141,20 @@ fn main() {
         Command::Learn(cmd) => learn::run(cmd),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", exit::message(&e));
         std::process::exit(exit::exit_code(&e));
     }
+}
+
+/// `cmd` and every subcommand below it, with negative numbers accepted as values.
+fn allow_negative_numbers(cmd: clap::Command) -> clap::Command {
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    names
+        .into_iter()
+        .fold(cmd.allow_negative_numbers(true), |cmd, n| {
+            cmd.mut_subcommand(n, allow_negative_numbers)
+        })
 }

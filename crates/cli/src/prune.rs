@@ -11,11 +11,19 @@ use crate::exit::{bad_input, output_file, shard_size};
 /// (seeded), or whole rows by L1 norm (l1-structured). Only float tensors with ≥ 2 dimensions
 /// are pruned; biases and norms are copied. Kept weights keep their exact bits and dtype.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  weightspace prune model.safetensors -o pruned.safetensors --density 0.5
+  weightspace prune model.safetensors -o out/ --density 0.3 --method random --seed 1
+  weightspace prune model.safetensors -o rows.safetensors --density 0.8 --method l1-structured")]
 pub struct Args {
     /// Input checkpoint (any readable format).
     pub input: PathBuf,
+    /// Deprecated positional form of -o.
+    #[arg(hide = true)]
+    pub output_positional: Option<PathBuf>,
     /// Output `.safetensors` file, or an existing folder (then `DIR/model.safetensors`).
-    pub output: PathBuf,
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
     /// magnitude, random or l1-structured.
     #[arg(long, default_value = "magnitude", value_parser = ["magnitude", "random", "l1-structured"])]
     pub method: String,
@@ -38,7 +46,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let method = PruneMethod::from_name(&a.method).expect("clap checked");
     let max_shard_bytes = shard_size(a.max_shard_size.as_deref())?;
     let ck = Checkpoint::open(&a.input)?;
-    let out = output_file(&a.output);
+    let out = output_file(&crate::exit::output_path(
+        "prune",
+        a.output,
+        a.output_positional,
+    )?);
     let r = prune(
         &ck,
         &out,

@@ -18,9 +18,18 @@ const TINY_ZOO: &str = include_str!("../../../zoos/tiny.toml");
 /// merges, permutes, aligns and interpolates its nets; then analyses them from the weights
 /// alone (spectral metrics, similarity after alignment, the fine-tune tree, an HTML report).
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  weightspace quickstart                  # writes ./quickstart-out
+  weightspace quickstart -o /tmp/tour --seed 1")]
 pub struct Args {
     /// Folder for everything the tour writes (created if missing).
-    #[arg(long, default_value = "quickstart-out")]
+    #[arg(
+        short,
+        long = "output",
+        visible_alias = "out",
+        value_name = "DIR",
+        default_value = "quickstart-out"
+    )]
     pub out: PathBuf,
     /// Seed for the demo weights.
     #[arg(long, default_value_t = 0)]
@@ -131,7 +140,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         &format!("weightspace inspect {d}/sharded"),
     );
     inspect::run(inspect::Args {
-        path: shard_dir.clone(),
+        paths: vec![shard_dir.clone()],
         json: false,
         open: Default::default(),
     })?;
@@ -214,7 +223,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     std::fs::write(&merge_cfg, &yaml)?;
     section(
         "8. merge two fine-tuned siblings onto their parent (TIES, a mergekit config)",
-        &format!("weightspace merge {d}/merge.yaml {d}/merged"),
+        &format!("weightspace merge {d}/merge.yaml -o {d}/merged"),
     );
     print!("{yaml}");
     merge::run(merge::Args {
@@ -237,7 +246,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     section(
         "9. permute the parent's hidden units (same function, different weights)",
         &format!(
-            "weightspace permute {} {d}/parent-permuted.safetensors --seed 1",
+            "weightspace permute {} -o {d}/parent-permuted.safetensors --seed 1",
             parent.display()
         ),
     );

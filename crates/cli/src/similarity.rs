@@ -27,6 +27,10 @@ pub enum AlignMethod {
 /// derives from names, shapes and a `config.json`, or `--spec FILE`): a permuted copy of a model
 /// is dissimilar before and identical after.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  weightspace similarity a.safetensors b.safetensors
+  weightspace similarity bert-a/ bert-b/ --align weight --tensors
+  weightspace similarity checkpoints/ --json")]
 pub struct Args {
     /// Two or more models (files, model directories or directories to search).
     #[arg(required = true)]

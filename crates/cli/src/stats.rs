@@ -9,6 +9,10 @@ use crate::{fmt, progress};
 /// Per-tensor statistics: count, mean, std (ddof 0), min, quartiles (numpy's linear
 /// interpolation), max, L2 norm, mean |x|, sparsity (share of exact zeros), NaN/Inf counts.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  weightspace stats model.safetensors
+  weightspace stats pytorch_model.bin --json
+  weightspace stats model.gguf --parquet stats.parquet")]
 pub struct Args {
     /// A checkpoint (any supported format, a `*.index.json` or a model directory).
     pub path: PathBuf,

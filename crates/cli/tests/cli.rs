@@ -714,6 +714,77 @@ fn usage_errors_exit_2() {
     assert!(!out.exists());
 }
 
+/// Negative numbers are values: a range error for the flag, never "unexpected argument".
+#[test]
+fn negative_numbers_parse_as_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = fixture("stats.safetensors");
+    let out = dir.path().join("p.safetensors");
+    let o = run_p(&[&"prune", &good, &"-o", &out, &"--density", &"-0.5"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("density"), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("unexpected argument"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+}
+
+/// An error says each thing once (the io error is not repeated after the file error quoting it).
+#[test]
+fn errors_say_each_thing_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.safetensors");
+    let o = run_p(&[&"inspect", &missing]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o).matches("No such file or directory").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+    let zip = dir.path().join("bad.bin");
+    std::fs::write(&zip, b"PK\x03\x04 this is no zip archive at all").unwrap();
+    let o = run_p(&[&"inspect", &zip]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o).to_lowercase();
+    assert_eq!(e.matches("invalid zip archive").count(), 1, "{e}");
+}
+
+/// `inspect` and `hash` on a folder of several models take each as a model (as `similarity`
+/// does), instead of reading the folder as one set of shards with clashing names.
+#[test]
+fn inspect_and_hash_a_folder_of_models() {
+    let dir = tempfile::tempdir().unwrap();
+    for n in ["a", "b"] {
+        std::fs::copy(
+            fixture("stats.safetensors"),
+            dir.path().join(format!("{n}.safetensors")),
+        )
+        .unwrap();
+    }
+    let v = json_of(&[&"inspect", &"--json", &dir.path()]);
+    let models = v.as_array().unwrap_or_else(|| panic!("not an array: {v}"));
+    assert_eq!(models.len(), 2);
+    assert!(
+        models[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("a.safetensors")
+    );
+    let o = run_p(&[&"inspect", &dir.path()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("b.safetensors"));
+    let v = json_of(&[&"hash", &"--json", &dir.path()]);
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0]["model_hash"], files[1]["model_hash"]);
+    // One model still prints one object.
+    let v = json_of(&[&"inspect", &"--json", &fixture("stats.safetensors")]);
+    assert!(v.is_object());
+}
+
 #[test]
 fn help_for_every_command() {
     for cmd in ["inspect", "stats", "diff", "hash", "convert", "quickstart"] {

@@ -29,7 +29,15 @@ pub(crate) struct ZipEntry {
 
 /// Lists the entries of the zip archive held in `buf`.
 pub(crate) fn list(path: &Path, buf: &Arc<Buf>) -> Result<Vec<ZipEntry>> {
-    let zerr = |e: zip::result::ZipError| Error::new(path, ErrorKind::Zip(e.to_string()));
+    // The zip crate's own text starts "invalid Zip archive: ", which our kind already says.
+    let zerr = |e: zip::result::ZipError| {
+        let text = e.to_string();
+        let detail = match text.get(..20) {
+            Some(p) if p.eq_ignore_ascii_case("invalid zip archive:") => text[20..].trim_start(),
+            _ => text.as_str(),
+        };
+        Error::new(path, ErrorKind::Zip(detail.to_string()))
+    };
     let mut archive = zip::ZipArchive::new(Cursor::new(&buf[..])).map_err(zerr)?;
     if archive.len() > MAX_ENTRIES {
         return Err(Error::new(
