@@ -442,3 +442,56 @@ fn npz_export_is_a_valid_numpy_archive() {
     );
     assert_eq!(w.len(), 10 + hlen + 17 * s.max_params * 4);
 }
+
+/// The first integer in `text` followed, within two words, by a word starting with one of
+/// `nouns`.
+fn count_before(text: &str, nouns: &[&str]) -> Option<usize> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words.iter().enumerate().find_map(|(i, w)| {
+        let n: usize = w.parse().ok()?;
+        words[i + 1..(i + 3).min(words.len())]
+            .iter()
+            .any(|x| nouns.iter().any(|p| x.starts_with(p)))
+            .then_some(n)
+    })
+}
+
+/// Every shipped zoo config says in its header how many networks it trains, and the tiny
+/// (quickstart) zoo says it per group too: those comments must match the plan.
+#[test]
+fn shipped_zoo_comments_match_what_they_train() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../zoos");
+    let mut checked = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cfg = weightspace_zoo::config::ZooConfig::from_toml_str(&text).unwrap();
+        let plan = cfg.plan().unwrap();
+        let header: String = text
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let said = count_before(&header, &["networks", "CNNs", "MLPs", "small"])
+            .unwrap_or_else(|| panic!("{}: no model count in the header", path.display()));
+        assert_eq!(said, plan.len(), "{}: header says {said}", path.display());
+        if path.file_stem().unwrap() == "tiny" {
+            let groups: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("[[models]]"))
+                .collect();
+            for (gi, line) in groups.iter().enumerate() {
+                let comment = line.split_once('#').map(|x| x.1).unwrap_or("");
+                let said = count_before(comment, &["MLPs", "small", "CNNs", "parents", "children"])
+                    .unwrap_or_else(|| panic!("tiny.toml group {gi}: no count in {line:?}"));
+                let n = plan.iter().filter(|m| m.group_index == gi).count();
+                assert_eq!(said, n, "tiny.toml group {gi}: {line:?}");
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 5);
+}
