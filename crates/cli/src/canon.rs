@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use weightspace_symmetry::{CanonOptions, canonicalize};
 
-use crate::spec::{load, sym_err, write_output};
+use crate::spec::{heads_note, load_proven, sym_err, write_output};
 
 /// Write the canonical form of a checkpoint: every group's units sorted by a deterministic
 /// key, ReLU units rescaled to unit-norm incoming weights, tanh units sign-fixed. Two
@@ -22,11 +22,15 @@ pub struct Args {
     /// TOML spec file (see `weightspace spec --help`).
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
+    /// Go on when the attention head count is unknown (a transformer without config.json):
+    /// leave the head and within-head groups out and use the others.
+    #[arg(long)]
+    pub no_heads: bool,
 }
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let (mut w, spec, ck) = load(&a.input, a.spec.as_deref())?;
+    let (mut w, spec, ck) = load_proven(&a.input, a.spec.as_deref(), a.no_heads)?;
     canonicalize(&spec, &mut w, &CanonOptions { scale: !a.no_scale }).map_err(sym_err)?;
     let file = write_output(
         &w,
@@ -40,5 +44,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         spec.groups.len(),
         file.display()
     );
+    if let Some(n) = heads_note(&spec) {
+        println!("{n}");
+    }
     Ok(())
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use weightspace_symmetry::{RandomOptions, Transform, apply};
 
-use crate::spec::{load, sym_err, write_output};
+use crate::spec::{heads_note, load_proven, sym_err, write_output};
 
 /// Apply a random element of the model's symmetry group — permutations of hidden units,
 /// channels, residual dimensions and attention heads; with `--scale`, positive per-unit
@@ -29,6 +29,10 @@ pub struct Args {
     /// TOML spec file (see `weightspace spec --help`).
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
+    /// Go on when the attention head count is unknown (a transformer without config.json):
+    /// leave the head and within-head groups out and use the others.
+    #[arg(long)]
+    pub no_heads: bool,
     /// Print the group element applied as JSON.
     #[arg(long)]
     pub json: bool,
@@ -36,7 +40,7 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let (mut w, spec, ck) = load(&a.input, a.spec.as_deref())?;
+    let (mut w, spec, ck) = load_proven(&a.input, a.spec.as_deref(), a.no_heads)?;
     let opts = RandomOptions {
         scale: a.scale,
         sign: a.sign,
@@ -59,10 +63,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         &a.output,
         &[("weightspace.permute.seed", a.seed.to_string())],
     )?;
+    let note = heads_note(&spec);
     if a.json {
         return crate::fmt::print_json(&serde_json::json!({
             "output": file, "groups": spec.groups.iter().map(|g| &g.name).collect::<Vec<_>>(),
-            "transform": t,
+            "transform": t, "heads_missing": spec.heads_missing().map(|u| &u.reason),
         }));
     }
     let scaled = t.elements.iter().filter(|e| e.scale.is_some()).count();
@@ -73,5 +78,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         a.seed,
         file.display()
     );
+    if let Some(n) = note {
+        println!("{n}");
+    }
     Ok(())
 }
