@@ -59,7 +59,10 @@ pub fn sym_err(e: weightspace_symmetry::Error) -> anyhow::Error {
 /// Opens a checkpoint and derives its spec.
 pub fn load_spec(path: &Path, spec_file: Option<&Path>) -> anyhow::Result<(Checkpoint, ModelSpec)> {
     let ck = Checkpoint::open(path)?;
-    let spec = spec_for_checkpoint(&ck, path, spec_file).map_err(spec_err)?;
+    let spec = spec_for_checkpoint(&ck, path, spec_file).map_err(|e| match e {
+        SpecError::Io(io) => anyhow::Error::new(io),
+        other => bad_input(format!("{}: {other}", path.display())),
+    })?;
     Ok((ck, spec))
 }
 
