@@ -14,6 +14,12 @@
 //! embeddings) come from [`Facts`]: a Hugging Face `config.json` beside the weights, checkpoint
 //! metadata, or a TOML spec file ([`SpecFile`]) that can also describe groups outright.
 //!
+//! A derived spec is a guess, and it says what it cannot prove in [`ModelSpec::unproven`]: a
+//! tensor no group moves that has an axis the size of a permuted group (it may read those
+//! units, like an LSTM after a conv stack), a conv-to-dense flatten whose order is unknown
+//! ([`Flatten`]), an unknown head count. [`ModelSpec::require_proven`] refuses such a spec;
+//! whatever applies group elements to real weights should call it first.
+//!
 //! A neural-graph view of MLP/CNN chains (neurons as nodes, weights as edges) lives in
 //! [`graph`].
 //!

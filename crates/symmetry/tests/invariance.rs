@@ -523,6 +523,7 @@ proptest! {
     fn mlp_relu_invariant(seed in any::<u64>()) {
         let sh = mlp_shapes();
         let spec = spec_of(&sh, &facts("relu", None));
+        prop_assert!(spec.unproven.is_empty(), "{:?}", spec.unproven);
         let w = random_weights(&sh, seed);
         let x = inputs(5, seed);
         check(&spec, &w, seed, |w| mlp_forward(w, &x, |v| v.max(0.0)));
@@ -562,6 +563,7 @@ proptest! {
         let sh = resnet_shapes();
         let spec = spec_of(&as_refs(&sh), &Facts::default());
         prop_assert_eq!(spec.family, Family::Resnet);
+        prop_assert!(spec.unproven.is_empty(), "{:?}", spec.unproven);
         let w = random_weights(&as_refs(&sh), seed);
         let x = inputs(2 * 16, seed);
         check(&spec, &w, seed, |w| resnet_forward(w, &x));
@@ -572,6 +574,7 @@ proptest! {
         let sh = bert_shapes();
         let spec = spec_of(&as_refs(&sh), &facts("gelu", Some(H)));
         prop_assert_eq!(spec.family, Family::Bert);
+        prop_assert!(spec.unproven.is_empty(), "{:?}", spec.unproven);
         let w = random_weights(&as_refs(&sh), seed);
         let tok = tokens(seed);
         check(&spec, &w, seed, |w| bert_forward(w, &tok));
@@ -582,6 +585,7 @@ proptest! {
         let sh = gpt2_shapes();
         let spec = spec_of(&as_refs(&sh), &facts("gelu_new", Some(H)));
         prop_assert_eq!(spec.family, Family::Gpt2);
+        prop_assert!(spec.unproven.is_empty(), "{:?}", spec.unproven);
         let w = random_weights(&as_refs(&sh), seed);
         let tok = tokens(seed);
         check(&spec, &w, seed, |w| gpt2_forward(w, &tok));
@@ -592,6 +596,7 @@ proptest! {
         let sh = llama_shapes();
         let spec = spec_of(&as_refs(&sh), &Facts { heads: Some(LH), kv_heads: Some(LKV), ..Facts::default() });
         prop_assert_eq!(spec.family, Family::Llama);
+        prop_assert!(spec.unproven.is_empty(), "{:?}", spec.unproven);
         prop_assert!(!spec.groups.iter().any(|g| g.kind == GroupKind::QkDims));
         let w = random_weights(&as_refs(&sh), seed);
         let tok = tokens(seed);
