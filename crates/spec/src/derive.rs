@@ -679,6 +679,13 @@ impl<'a> Deriver<'a> {
                     &format!("{pooler}.bias"),
                     "bias of the pooler, whose output is a network output (fixed)",
                 );
+                // BertForPreTraining's next-sentence head reads the (fixed) pooler output.
+                for t in ["weight", "bias"] {
+                    self.exclude(
+                        &format!("cls.seq_relationship.{t}"),
+                        "next-sentence head: reads the pooler output, which is fixed",
+                    );
+                }
             }
         }
         let tr = "cls.predictions.transform";

@@ -340,6 +340,23 @@ fn known_families_and_plain_chains_are_proven() {
         .unwrap()
         .require_proven(false)
         .unwrap();
+    // BERT pre-training heads: the next-sentence head reads the fixed pooler output.
+    let b = dir.path().join("b");
+    std::fs::create_dir(&b).unwrap();
+    let mut sh = bert();
+    sh.push(("cls.seq_relationship.weight".into(), vec![2, 8]));
+    sh.push(("cls.seq_relationship.bias".into(), vec![2]));
+    write(&b.join("model.safetensors"), &refs(&sh));
+    std::fs::write(
+        b.join("config.json"),
+        r#"{"model_type": "bert", "num_attention_heads": 2}"#,
+    )
+    .unwrap();
+    let ck = Checkpoint::open(&b).unwrap();
+    spec_for_checkpoint(&ck, &b, None)
+        .unwrap()
+        .require_proven(false)
+        .unwrap();
     // A plain MLP, every tensor in the chain.
     let m = dir.path().join("mlp.safetensors");
     write(
