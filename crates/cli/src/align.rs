@@ -48,7 +48,8 @@ pub struct Args {
     /// Most sweeps over all groups.
     #[arg(long, default_value_t = 100)]
     pub max_iter: usize,
-    /// TOML spec file (see `weightspace spec --help`).
+    /// TOML spec file (see `weightspace spec --help`): needed when the spec derived from names
+    /// and shapes is refused as not proven.
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
     /// Go on when the attention head count is unknown (a transformer without config.json):

@@ -9,7 +9,8 @@ use crate::spec::{heads_note, load_proven, sym_err, write_output};
 /// Write the canonical form of a checkpoint: every group's units sorted by a deterministic
 /// key, ReLU units rescaled to unit-norm incoming weights, tanh units sign-fixed. Two
 /// checkpoints that differ by a permutation get bit-identical canonical forms (and, after
-/// rescaling, equal to rounding). Same function as the input.
+/// rescaling, equal to rounding). Same function as the input. Refuses a spec it cannot prove,
+/// as `permute` does (see `weightspace spec --help`).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Input checkpoint (file or model directory).
@@ -19,7 +20,8 @@ pub struct Args {
     /// Sort units only; do not normalise scales or signs.
     #[arg(long)]
     pub no_scale: bool,
-    /// TOML spec file (see `weightspace spec --help`).
+    /// TOML spec file (see `weightspace spec --help`): needed when the spec derived from names
+    /// and shapes is refused as not proven.
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
     /// Go on when the attention head count is unknown (a transformer without config.json):

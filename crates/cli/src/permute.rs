@@ -9,7 +9,10 @@ use crate::spec::{heads_note, load_proven, sym_err, write_output};
 /// Apply a random element of the model's symmetry group — permutations of hidden units,
 /// channels, residual dimensions and attention heads; with `--scale`, positive per-unit
 /// scaling of ReLU-family units; with `--sign`, sign flips of odd-activation units — and write
-/// a checkpoint that computes the same function. Same seed, same output.
+/// a checkpoint that computes the same function. Same seed, same output. A spec guessed from
+/// names and shapes that does not account for every tensor (an LSTM after a conv stack, a
+/// flatten of unknown order, an unknown head count) is refused with exit 2; see
+/// `weightspace spec --help`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Input checkpoint (file or model directory).
@@ -26,7 +29,8 @@ pub struct Args {
     /// Also flip signs of units where the activation is odd (tanh) or the unit is linear.
     #[arg(long)]
     pub sign: bool,
-    /// TOML spec file (see `weightspace spec --help`).
+    /// TOML spec file (see `weightspace spec --help`): needed when the spec derived from names
+    /// and shapes is refused as not proven.
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
     /// Go on when the attention head count is unknown (a transformer without config.json):

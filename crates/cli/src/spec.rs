@@ -28,12 +28,14 @@ use crate::fmt;
 pub struct Args {
     /// A weights file or model directory.
     pub path: PathBuf,
-    /// A TOML spec file: facts (`heads = 12`, `activation = "relu"`, `rope = false`, ...)
-    /// and/or `[[groups]]` described outright (`replace = true` to use only those).
+    /// A TOML spec file (README, "Spec files"): facts (`heads = 12`, `activation = "relu"`,
+    /// `flatten = "channels_last"`, `rope = false`, ...), `exclude = [...]` (tensors to leave
+    /// alone, vouched to read no permuted axis) and/or `[[groups]]` described outright
+    /// (`replace = true` to use only those). Settles what a derived spec cannot prove.
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
     /// Print the whole spec as JSON (family, facts, tensors, groups with members and
-    /// layouts, excluded, notes).
+    /// layouts, excluded, notes, and `unproven`: what the symmetry commands would refuse).
     #[arg(long)]
     pub json: bool,
 }
