@@ -8,7 +8,7 @@ use weightspace_spec::ModelSpec;
 use weightspace_symmetry::{MatchOptions, MatchResult, Weights, activation_matching, align, apply};
 
 use crate::exit::bad_input;
-use crate::spec::{load, sym_err, write_output};
+use crate::spec::{heads_note, load_proven, load_weights, sym_err, write_output};
 
 /// Alignment method.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,7 +21,9 @@ pub enum Method {
 
 /// Align OTHER to REF: find the permutations of OTHER's symmetry groups that make it closest
 /// to REF and write OTHER permuted (it computes exactly what OTHER computes). Works on
-/// transformers through the head-aware spec. Weight matching is Git Re-Basin's coordinate
+/// transformers through the head-aware spec (the head count from a `config.json` beside the
+/// weights; without one, align refuses unless `--no-heads`). A spec derived from shapes that
+/// does not account for every tensor is refused too (see `weightspace spec --help`). Weight matching is Git Re-Basin's coordinate
 /// descent with a linear assignment per group, in a seeded random order, until no group
 /// improves.
 #[derive(clap::Args, Debug)]
@@ -46,9 +48,14 @@ pub struct Args {
     /// Most sweeps over all groups.
     #[arg(long, default_value_t = 100)]
     pub max_iter: usize,
-    /// TOML spec file (see `weightspace spec --help`).
+    /// TOML spec file (see `weightspace spec --help`): needed when the spec derived from names
+    /// and shapes is refused as not proven.
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
+    /// Go on when the attention head count is unknown (a transformer without config.json):
+    /// align the residual-stream and MLP groups only, leaving heads in place (and say so).
+    #[arg(long)]
+    pub no_heads: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -65,12 +72,16 @@ struct Report {
     l2_before: f64,
     l2_after: f64,
     seconds: f64,
+    /// Why head groups were left out (`--no-heads`), if they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heads_missing: Option<String>,
 }
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let (r, spec, _) = load(&a.reference, a.spec.as_deref())?;
-    let (o, _, ck) = load(&a.other, a.spec.as_deref())?;
+    let (r, spec, _) = load_proven(&a.reference, a.spec.as_deref(), a.no_heads)?;
+    // OTHER is permuted with REF's groups (same names and shapes, checked next).
+    let (o, ck) = load_weights(&a.other)?;
     r.check_compatible(&o).map_err(sym_err)?;
     let start = Instant::now();
     let opts = MatchOptions {
@@ -113,6 +124,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         l2_before: r.l2_distance(&o).map_err(sym_err)?,
         l2_after: r.l2_distance(&aligned).map_err(sym_err)?,
         seconds,
+        heads_missing: spec.heads_missing().map(|u| u.reason.clone()),
     };
     if a.json {
         return crate::fmt::print_json(&rep);
@@ -135,6 +147,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         rep.similarity_before,
         rep.similarity_after
     );
+    if let Some(n) = heads_note(&spec) {
+        println!("{n}");
+    }
     println!("wrote {}", rep.output.display());
     Ok(())
 }

@@ -4,12 +4,13 @@ use std::path::PathBuf;
 
 use weightspace_symmetry::{CanonOptions, canonicalize};
 
-use crate::spec::{load, sym_err, write_output};
+use crate::spec::{heads_note, load_proven, sym_err, write_output};
 
 /// Write the canonical form of a checkpoint: every group's units sorted by a deterministic
 /// key, ReLU units rescaled to unit-norm incoming weights, tanh units sign-fixed. Two
 /// checkpoints that differ by a permutation get bit-identical canonical forms (and, after
-/// rescaling, equal to rounding). Same function as the input.
+/// rescaling, equal to rounding). Same function as the input. Refuses a spec it cannot prove,
+/// as `permute` does (see `weightspace spec --help`).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Input checkpoint (file or model directory).
@@ -19,14 +20,19 @@ pub struct Args {
     /// Sort units only; do not normalise scales or signs.
     #[arg(long)]
     pub no_scale: bool,
-    /// TOML spec file (see `weightspace spec --help`).
+    /// TOML spec file (see `weightspace spec --help`): needed when the spec derived from names
+    /// and shapes is refused as not proven.
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
+    /// Go on when the attention head count is unknown (a transformer without config.json):
+    /// leave the head and within-head groups out and use the others.
+    #[arg(long)]
+    pub no_heads: bool,
 }
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let (mut w, spec, ck) = load(&a.input, a.spec.as_deref())?;
+    let (mut w, spec, ck) = load_proven(&a.input, a.spec.as_deref(), a.no_heads)?;
     canonicalize(&spec, &mut w, &CanonOptions { scale: !a.no_scale }).map_err(sym_err)?;
     let file = write_output(
         &w,
@@ -40,5 +46,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         spec.groups.len(),
         file.display()
     );
+    if let Some(n) = heads_note(&spec) {
+        println!("{n}");
+    }
     Ok(())
 }

@@ -4,12 +4,15 @@ use std::path::PathBuf;
 
 use weightspace_symmetry::{RandomOptions, Transform, apply};
 
-use crate::spec::{load, sym_err, write_output};
+use crate::spec::{heads_note, load_proven, sym_err, write_output};
 
 /// Apply a random element of the model's symmetry group — permutations of hidden units,
 /// channels, residual dimensions and attention heads; with `--scale`, positive per-unit
 /// scaling of ReLU-family units; with `--sign`, sign flips of odd-activation units — and write
-/// a checkpoint that computes the same function. Same seed, same output.
+/// a checkpoint that computes the same function. Same seed, same output. A spec guessed from
+/// names and shapes that does not account for every tensor (an LSTM after a conv stack, a
+/// flatten of unknown order, an unknown head count) is refused with exit 2; see
+/// `weightspace spec --help`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Input checkpoint (file or model directory).
@@ -26,9 +29,14 @@ pub struct Args {
     /// Also flip signs of units where the activation is odd (tanh) or the unit is linear.
     #[arg(long)]
     pub sign: bool,
-    /// TOML spec file (see `weightspace spec --help`).
+    /// TOML spec file (see `weightspace spec --help`): needed when the spec derived from names
+    /// and shapes is refused as not proven.
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
+    /// Go on when the attention head count is unknown (a transformer without config.json):
+    /// leave the head and within-head groups out and use the others.
+    #[arg(long)]
+    pub no_heads: bool,
     /// Print the group element applied as JSON.
     #[arg(long)]
     pub json: bool,
@@ -36,7 +44,7 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let (mut w, spec, ck) = load(&a.input, a.spec.as_deref())?;
+    let (mut w, spec, ck) = load_proven(&a.input, a.spec.as_deref(), a.no_heads)?;
     let opts = RandomOptions {
         scale: a.scale,
         sign: a.sign,
@@ -59,10 +67,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         &a.output,
         &[("weightspace.permute.seed", a.seed.to_string())],
     )?;
+    let note = heads_note(&spec);
     if a.json {
         return crate::fmt::print_json(&serde_json::json!({
             "output": file, "groups": spec.groups.iter().map(|g| &g.name).collect::<Vec<_>>(),
-            "transform": t,
+            "transform": t, "heads_missing": spec.heads_missing().map(|u| &u.reason),
         }));
     }
     let scaled = t.elements.iter().filter(|e| e.scale.is_some()).count();
@@ -73,5 +82,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         a.seed,
         file.display()
     );
+    if let Some(n) = note {
+        println!("{n}");
+    }
     Ok(())
 }

@@ -257,6 +257,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         scale: false,
         sign: false,
         spec: None,
+        no_heads: false,
         json: false,
     })?;
     diff::run(diff::Args {
@@ -287,6 +288,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         seed: 0,
         max_iter: 100,
         spec: None,
+        no_heads: false,
         json: false,
     })?;
     diff::run(diff::Args {

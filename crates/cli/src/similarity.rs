@@ -9,7 +9,7 @@ use weightspace_analyze::similarity::{
 use weightspace_symmetry::{MatchOptions, Weights, align};
 
 use crate::lineage::open_models;
-use crate::spec::{load, sym_err};
+use crate::spec::{load, load_weights, sym_err};
 use crate::{exit, fmt, progress};
 
 /// How to align B to A before comparing again.
@@ -78,7 +78,7 @@ fn aligned_pair(
     a: &Args,
 ) -> anyhow::Result<AlignedSimilarity> {
     let (wa, spec, _) = load(&paths[i], a.spec.as_deref())?;
-    let (wb, _, _) = load(&paths[j], a.spec.as_deref())?;
+    let (wb, _) = load_weights(&paths[j])?;
     wa.check_compatible(&wb)
         .map_err(|e| exit::bad_input(format!("cannot align {} to {}: {}", p.b, p.a, sym_err(e))))?;
     let opts = MatchOptions {

@@ -17,16 +17,25 @@ use crate::fmt;
 /// The spec is derived from tensor names and shapes (MLP, CNN, ResNet, BERT, GPT-2, LLaMA
 /// naming); heads, activation, RoPE and tied embeddings come from a `config.json` beside the
 /// weights (or in the model directory) and can be overridden with `--spec FILE.toml`.
+///
+/// A derived spec is trusted only when it accounts for every tensor: a tensor that no group
+/// moves but that has an axis the size of a permuted group (an LSTM after a conv stack), a
+/// conv-to-dense flatten whose order shapes cannot tell, or an unknown head count is listed
+/// under "not proven", and the symmetry commands refuse such a spec (exit 2) until a spec file
+/// settles it (`flatten = "channels_last"`, `heads = 12`, `exclude = [...]`, or
+/// `replace = true` with every group written out; see README, "Spec files").
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// A weights file or model directory.
     pub path: PathBuf,
-    /// A TOML spec file: facts (`heads = 12`, `activation = "relu"`, `rope = false`, ...)
-    /// and/or `[[groups]]` described outright (`replace = true` to use only those).
+    /// A TOML spec file (README, "Spec files"): facts (`heads = 12`, `activation = "relu"`,
+    /// `flatten = "channels_last"`, `rope = false`, ...), `exclude = [...]` (tensors to leave
+    /// alone, vouched to read no permuted axis) and/or `[[groups]]` described outright
+    /// (`replace = true` to use only those). Settles what a derived spec cannot prove.
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
     /// Print the whole spec as JSON (family, facts, tensors, groups with members and
-    /// layouts, excluded, notes).
+    /// layouts, excluded, notes, and `unproven`: what the symmetry commands would refuse).
     #[arg(long)]
     pub json: bool,
 }
@@ -52,18 +61,56 @@ pub fn sym_err(e: weightspace_symmetry::Error) -> anyhow::Error {
 /// Opens a checkpoint and derives its spec.
 pub fn load_spec(path: &Path, spec_file: Option<&Path>) -> anyhow::Result<(Checkpoint, ModelSpec)> {
     let ck = Checkpoint::open(path)?;
-    let spec = spec_for_checkpoint(&ck, path, spec_file).map_err(spec_err)?;
+    let spec = spec_for_checkpoint(&ck, path, spec_file).map_err(|e| match e {
+        SpecError::Io(io) => anyhow::Error::new(io),
+        other => bad_input(format!("{}: {other}", path.display())),
+    })?;
     Ok((ck, spec))
 }
 
-/// Opens a checkpoint, derives its spec and reads its tensors.
+/// Opens a checkpoint, derives its spec, refuses it unless it is proven (see
+/// [`load_proven`]; an unknown head count refuses too) and reads its tensors.
 pub fn load(
     path: &Path,
     spec_file: Option<&Path>,
 ) -> anyhow::Result<(Weights, ModelSpec, Checkpoint)> {
+    load_proven(path, spec_file, false)
+}
+
+/// Opens a checkpoint and derives its spec like [`load_spec`], then refuses (exit 2, naming
+/// the file, the tensor in doubt and how to give a spec) a spec whose groups could change the
+/// function: a tensor that may read a permuted axis but that no group moves, a conv-to-dense
+/// flatten of unknown order, or (unless `allow_missing_heads`, the `--no-heads` flag) an
+/// unknown head count. Then reads the tensors.
+pub fn load_proven(
+    path: &Path,
+    spec_file: Option<&Path>,
+    allow_missing_heads: bool,
+) -> anyhow::Result<(Weights, ModelSpec, Checkpoint)> {
     let (ck, spec) = load_spec(path, spec_file)?;
+    spec.require_proven(allow_missing_heads)
+        .map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
     let w = Weights::from_checkpoint(&ck).map_err(sym_err)?;
     Ok((w, spec, ck))
+}
+
+/// Opens a checkpoint and reads its tensors, deriving no spec: for the model that is aligned
+/// *to* another, whose spec (after a shape check) is the reference's.
+pub fn load_weights(path: &Path) -> anyhow::Result<(Weights, Checkpoint)> {
+    let ck = Checkpoint::open(path)?;
+    let w = Weights::from_checkpoint(&ck).map_err(sym_err)?;
+    Ok((w, ck))
+}
+
+/// The line the symmetry commands print when `--no-heads` let a spec without head groups
+/// through, or `None` when the spec has them.
+pub fn heads_note(spec: &ModelSpec) -> Option<String> {
+    spec.heads_missing().map(|u| {
+        format!(
+            "--no-heads: only the residual-stream and MLP groups were used, attention heads stay in place: {}",
+            u.reason
+        )
+    })
 }
 
 /// Writes `w` as safetensors to `out` (an existing directory means `out/model.safetensors`,
@@ -192,11 +239,37 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             println!("  {}: {}", e.tensor, e.reason);
         }
     }
-    if !spec.notes.is_empty() {
+    if spec
+        .notes
+        .iter()
+        .any(|n| !spec.unproven.iter().any(|u| &u.reason == n))
+    {
         println!("\nnotes:");
-        for n in &spec.notes {
+        for n in spec
+            .notes
+            .iter()
+            .filter(|n| !spec.unproven.iter().any(|u| &u.reason == *n))
+        {
             println!("  {n}");
         }
+    }
+    if !spec.unproven.is_empty() {
+        println!(
+            "\nnot proven (permute, canon, align, similarity --align and merge's align refuse this spec{}):",
+            if spec
+                .unproven
+                .iter()
+                .all(|u| u.kind == weightspace_spec::UnprovenKind::Heads)
+            {
+                "; permute, canon and align take it with --no-heads"
+            } else {
+                ""
+            }
+        );
+        for u in &spec.unproven {
+            println!("  {}: {}", u.tensor, u.reason);
+        }
+        println!("  {}", weightspace_spec::HOW_TO_SPEC);
     }
     Ok(())
 }

@@ -3,8 +3,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::{
-    Excluded, Facts, Family, Group, GroupKind, Layout, Member, ModelSpec, Result, Role, Scaling,
-    SpecError, TensorEntry, layer_of,
+    Excluded, Facts, Family, Flatten, Group, GroupKind, Layout, Member, ModelSpec, Result, Role,
+    Scaling, SpecError, TensorEntry, Unproven, UnprovenKind, layer_of,
 };
 
 /// The role of a tensor, guessed from its name and shape.
@@ -47,6 +47,7 @@ pub fn derive(infos: &[(String, Vec<usize>)], facts: &Facts) -> Result<ModelSpec
         groups: vec![],
         excluded: vec![],
         notes: vec![],
+        unproven: vec![],
         chain: vec![],
     };
     let family = match family {
@@ -83,8 +84,11 @@ pub fn derive(infos: &[(String, Vec<usize>)], facts: &Facts) -> Result<ModelSpec
         groups: d.groups,
         excluded: d.excluded,
         notes: d.notes,
+        unproven: d.unproven,
         chain: d.chain,
     };
+    let consumers = unknown_consumers(&spec);
+    spec.unproven.extend(consumers);
     spec.fill_excluded("not part of any symmetry the deriver knows");
     spec.validate()?;
     Ok(spec)
@@ -179,6 +183,7 @@ struct Deriver<'a> {
     groups: Vec<Group>,
     excluded: Vec<Excluded>,
     notes: Vec<String>,
+    unproven: Vec<Unproven>,
     chain: Vec<crate::ChainLink>,
 }
 
@@ -307,7 +312,23 @@ impl<'a> Deriver<'a> {
         }
         for i in 0..weights.len() - 1 {
             let (a, b) = (&weights[i], &weights[i + 1]);
-            let block = if b.inp == a.out { 1 } else { b.inp / a.out };
+            let positions = if b.inp == a.out { 1 } else { b.inp / a.out };
+            let read = match self.facts.flatten {
+                _ if positions == 1 => Layout::block(1),
+                Some(Flatten::ChannelsLast) => Layout::tiled(0, positions, a.out, 1),
+                Some(Flatten::ChannelsFirst) => Layout::block(positions),
+                None => {
+                    self.unproven.push(Unproven {
+                        tensor: format!("{}.weight", b.prefix),
+                        kind: UnprovenKind::Flatten,
+                        reason: format!(
+                            "[{}, {}] reads the {} channels of `{}.weight` flattened over {positions} positions, and shapes cannot tell whether the flatten is channel-major (PyTorch `x.flatten(1)`: set `flatten = \"channels_first\"`) or position-major (channels-last, or a permute before the reshape: `flatten = \"channels_last\"`)",
+                            b.out, b.inp, a.out, a.prefix
+                        ),
+                    });
+                    Layout::block(positions)
+                }
+            };
             let mut members = Vec::new();
             let own = if a.norm.is_some() { 0 } else { 1 };
             members.push(Member::new(format!("{}.weight", a.prefix), 0, own));
@@ -326,7 +347,7 @@ impl<'a> Deriver<'a> {
             members.push(Member::with_layout(
                 format!("{}.weight", b.prefix),
                 1,
-                Layout::block(block),
+                read,
                 -1,
             ));
             self.groups.push(Group {
@@ -438,6 +459,10 @@ impl<'a> Deriver<'a> {
         if self.has(&fc) {
             stream.push(Member::new(fc, 1, 0));
         }
+        self.exclude(
+            &format!("{p}fc.bias"),
+            "bias of the output layer (network outputs are fixed)",
+        );
         self.groups.push(Group {
             name: stream_name,
             kind: GroupKind::Residual,
@@ -453,29 +478,46 @@ impl<'a> Deriver<'a> {
 
     // ---------------------------------------------------------------- transformers
 
-    /// Heads and head dimension from facts and the query projection's output width.
-    fn heads(&mut self, q_out: usize, k_out: usize) -> Option<(usize, usize, usize)> {
-        let Some(h) = self.facts.heads else {
-            self.notes.push(
-                "number of attention heads unknown (no config.json; set `heads` in a spec file): head and within-head permutations left out".into(),
-            );
-            return None;
+    /// Heads and head dimension from facts and the query projection's output width. `query`
+    /// names the query weight; when the heads are unknown or do not fit, it is recorded as
+    /// [`UnprovenKind::Heads`] (once) and `None` returned.
+    fn heads(&mut self, query: &str, q_out: usize, k_out: usize) -> Option<(usize, usize, usize)> {
+        let why = match self.facts.heads {
+            None => Err(
+                "number of attention heads unknown (no config.json beside the weights, no `heads` in the metadata or a spec file): head and within-head groups are missing; put the model's config.json beside it or set `heads = N`".to_string(),
+            ),
+            Some(h) => {
+                let d = self.facts.head_dim.unwrap_or(q_out / h.max(1));
+                if h == 0 || d == 0 || h * d != q_out || k_out % d != 0 {
+                    Err(format!(
+                        "heads = {h} does not divide the query width {q_out}: head and within-head groups are missing"
+                    ))
+                } else {
+                    let kv = self.facts.kv_heads.unwrap_or(k_out / d);
+                    if kv == 0 || h % kv != 0 || kv * d != k_out {
+                        Err(format!(
+                            "kv_heads = {kv} does not fit key width {k_out}: head and within-head groups are missing"
+                        ))
+                    } else {
+                        Ok((h, kv, d))
+                    }
+                }
+            }
         };
-        let d = self.facts.head_dim.unwrap_or(q_out / h.max(1));
-        if h == 0 || d == 0 || h * d != q_out || k_out % d != 0 {
-            self.notes.push(format!(
-                "heads = {h} does not divide the query width {q_out}: head permutations left out"
-            ));
-            return None;
+        match why {
+            Ok(x) => Some(x),
+            Err(reason) => {
+                if !self.unproven.iter().any(|u| u.kind == UnprovenKind::Heads) {
+                    self.notes.push(reason.clone());
+                    self.unproven.push(Unproven {
+                        tensor: query.to_string(),
+                        kind: UnprovenKind::Heads,
+                        reason,
+                    });
+                }
+                None
+            }
         }
-        let kv = self.facts.kv_heads.unwrap_or(k_out / d);
-        if kv == 0 || h % kv != 0 || kv * d != k_out {
-            self.notes.push(format!(
-                "kv_heads = {kv} does not fit key width {k_out}: head permutations left out"
-            ));
-            return None;
-        }
-        Some((h, kv, d))
     }
 
     fn push_group(
@@ -554,7 +596,16 @@ impl<'a> Deriver<'a> {
             // Heads.
             let qo = self.shape(&format!("{q}.weight"))?[0];
             let ko = self.shape(&format!("{k}.weight"))?[0];
-            if let Some((h, _, d)) = self.heads(qo, ko) {
+            let heads = self.heads(&format!("{q}.weight"), qo, ko);
+            if heads.is_none() {
+                for t in [&q, &k, &v] {
+                    self.exclude(
+                        &format!("{t}.bias"),
+                        "attention projection output (within-head dimensions): not permuted while the head count is unknown",
+                    );
+                }
+            }
+            if let Some((h, _, d)) = heads {
                 let mut m = Vec::new();
                 for t in [&q, &k, &v] {
                     m.push(Member::with_layout(
@@ -617,9 +668,24 @@ impl<'a> Deriver<'a> {
                 m.push(Member::new("classifier.weight", 1, -1));
                 let size = self.shape(&format!("{pooler}.weight"))?[0];
                 self.push_group("pooler".into(), GroupKind::Hidden, size, Scaling::Sign, m);
+                self.exclude(
+                    "classifier.bias",
+                    "bias of the output layer (network outputs are fixed)",
+                );
             } else {
                 self.notes
                     .push("pooler output is a network output: fixed".into());
+                self.exclude(
+                    &format!("{pooler}.bias"),
+                    "bias of the pooler, whose output is a network output (fixed)",
+                );
+                // BertForPreTraining's next-sentence head reads the (fixed) pooler output.
+                for t in ["weight", "bias"] {
+                    self.exclude(
+                        &format!("cls.seq_relationship.{t}"),
+                        "next-sentence head: reads the pooler output, which is fixed",
+                    );
+                }
             }
         }
         let tr = "cls.predictions.transform";
@@ -671,7 +737,14 @@ impl<'a> Deriver<'a> {
                     "`{ca}.weight` has {qkv} outputs, expected 3 × {dm}"
                 )));
             }
-            if let Some((h, _, d)) = self.heads(dm, dm) {
+            let heads = self.heads(&format!("{ca}.weight"), dm, dm);
+            if heads.is_none() {
+                self.exclude(
+                    &format!("{ca}.bias"),
+                    "attention projection output (within-head dimensions): not permuted while the head count is unknown",
+                );
+            }
+            if let Some((h, _, d)) = heads {
                 let hl = Layout::tiled(0, 3, dm, d);
                 let mut m = vec![Member::with_layout(format!("{ca}.weight"), 1, hl, 0)];
                 self.opt(&mut m, Member::with_layout(format!("{ca}.bias"), 0, hl, 0));
@@ -786,7 +859,16 @@ impl<'a> Deriver<'a> {
             );
             let qo = self.shape(&format!("{q}.weight"))?[0];
             let ko = self.shape(&format!("{k}.weight"))?[0];
-            if let Some((h, kv, d)) = self.heads(qo, ko) {
+            let heads = self.heads(&format!("{q}.weight"), qo, ko);
+            if heads.is_none() {
+                for t in [&q, &k, &v] {
+                    self.exclude(
+                        &format!("{t}.bias"),
+                        "attention projection output (within-head dimensions): not permuted while the head count is unknown",
+                    );
+                }
+            }
+            if let Some((h, kv, d)) = heads {
                 let rep = h / kv;
                 let mut m = Vec::new();
                 for (t, b) in [(&q, rep * d), (&k, d), (&v, d)] {
@@ -888,6 +970,52 @@ impl<'a> Deriver<'a> {
             "embedding rows ({rows}) and the output vocabulary are fixed"
         ));
     }
+}
+
+/// Tensors no group moves and the deriver did not place on purpose, that have an axis the size
+/// of a permuted group (of more than one unit): they may read those units, and permuting the
+/// group without them could change the function.
+fn unknown_consumers(spec: &ModelSpec) -> Vec<Unproven> {
+    let placed: std::collections::HashSet<&str> = spec
+        .groups
+        .iter()
+        .flat_map(|g| g.members.iter().map(|m| m.tensor.as_str()))
+        .chain(spec.excluded.iter().map(|e| e.tensor.as_str()))
+        .collect();
+    let mut out = Vec::new();
+    for t in &spec.tensors {
+        if placed.contains(t.name.as_str()) || matches!(t.role, Role::Counter | Role::Buffer) {
+            continue;
+        }
+        let hits: Vec<&Group> = spec
+            .groups
+            .iter()
+            .filter(|g| g.size > 1 && t.shape.contains(&g.size))
+            .collect();
+        if let Some(g) = hits.first() {
+            let same: Vec<String> = hits
+                .iter()
+                .filter(|h| h.size == g.size)
+                .map(|h| {
+                    let m = &h.members[0];
+                    format!("`{}` (`{}` axis {})", h.name, m.tensor, m.axis)
+                })
+                .collect();
+            let groups = match same.len() {
+                1 => format!("group {}", same[0]),
+                n => format!("groups {} and {}", same[..n - 1].join(", "), same[n - 1]),
+            };
+            out.push(Unproven {
+                tensor: t.name.clone(),
+                kind: UnprovenKind::Consumer,
+                reason: format!(
+                    "{:?} has an axis of {}, the size of {groups}, but no group moves it: it may read those units (an LSTM, or another layer the deriver does not know), so permuting them without it could change the function; if it reads none of them, list it in `exclude = [...]`, else write the groups out (`replace = true`)",
+                    t.shape, g.size
+                ),
+            });
+        }
+    }
+    out
 }
 
 fn compatible(a: &ChainLayer, b: &ChainLayer) -> bool {

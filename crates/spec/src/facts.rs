@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use weightspace_io::Checkpoint;
 
-use crate::{Excluded, Family, Group, ModelSpec, Result, Role, SpecError, TensorEntry};
+use crate::{
+    Excluded, Family, Group, ModelSpec, Result, Role, SpecError, TensorEntry, UnprovenKind,
+};
 
 /// Facts about a model that tensor shapes do not tell. Every field is optional; later sources
 /// override earlier ones ([`Facts::merge`]).
@@ -33,12 +35,29 @@ pub struct Facts {
     /// Rotary position embeddings (query/key dimensions are then not permuted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope: Option<bool>,
+    /// How a conv output is flattened into the dense layer after it, when that layer reads
+    /// more than one entry per channel: `channels_first` (PyTorch `x.flatten(1)` of NCHW:
+    /// channel-major) or `channels_last` (NHWC, or a permute before the reshape:
+    /// position-major). Shapes cannot tell; a derived CNN with such a flatten and no
+    /// `flatten` fact is refused by the symmetry commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flatten: Option<Flatten>,
     /// The output head shares the token-embedding matrix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tied_embeddings: Option<bool>,
     /// Where the facts came from (for display).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<String>,
+}
+
+/// The order of a conv output `[channels, positions…]` flattened into a vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flatten {
+    /// Channel-major: entry `c·P + p` (PyTorch `x.flatten(1)` of NCHW).
+    ChannelsFirst,
+    /// Position-major: entry `p·C + c` (TensorFlow NHWC, or `x.permute(…)` before the reshape).
+    ChannelsLast,
 }
 
 impl Facts {
@@ -72,6 +91,7 @@ impl Facts {
             head_dim: u("head_dim"),
             activation: s("hidden_act").or(s("activation_function")),
             rope: Some(rope),
+            flatten: None,
             tied_embeddings: v.get("tie_word_embeddings").and_then(|x| x.as_bool()),
             sources: vec![path.display().to_string()],
         })
@@ -95,12 +115,22 @@ impl Facts {
                 .as_str()
                 .map(str::to_string)
         });
+        let is_zoo = s("weightspace.zoo.arch").is_some();
         let mut f = Facts {
             activation: s("activation").or(s("hidden_act")).or(zoo_act),
             heads: s("heads").and_then(|h| h.parse().ok()),
+            flatten: match s("flatten").as_deref() {
+                Some("channels_first") => Some(Flatten::ChannelsFirst),
+                Some("channels_last") => Some(Flatten::ChannelsLast),
+                // The zoo's nets are PyTorch-style: a CNN pools globally or flattens NCHW.
+                _ if is_zoo => Some(Flatten::ChannelsFirst),
+                _ => None,
+            },
             ..Facts::default()
         };
-        if f.activation.is_some() || f.heads.is_some() {
+        if is_zoo {
+            f.sources.push("zoo metadata".into());
+        } else if f.activation.is_some() || f.heads.is_some() || f.flatten.is_some() {
             f.sources.push("checkpoint metadata".into());
         }
         f
@@ -118,6 +148,7 @@ impl Facts {
             head_dim,
             activation,
             rope,
+            flatten,
             tied_embeddings
         );
         self.sources.extend(other.sources);
@@ -143,6 +174,8 @@ impl Facts {
 /// ```toml
 /// heads = 4              # any field of Facts
 /// activation = "relu"
+/// flatten = "channels_first"   # or "channels_last": how a conv output feeds a dense layer
+/// exclude = ["lstm.weight_ih"] # leave alone (and vouch that it reads no permuted axis)
 /// replace = false        # true: use only the groups below; false: add them to derived ones
 ///
 /// [[groups]]
@@ -190,13 +223,14 @@ impl SpecFile {
     pub fn parse(text: &str) -> std::result::Result<SpecFile, String> {
         // `flatten` and `deny_unknown_fields` do not mix in serde; check unknown keys by hand.
         let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
-        const KEYS: [&str; 11] = [
+        const KEYS: [&str; 12] = [
             "family",
             "heads",
             "kv_heads",
             "head_dim",
             "activation",
             "rope",
+            "flatten",
             "tied_embeddings",
             "sources",
             "replace",
@@ -266,10 +300,19 @@ pub fn spec_for_checkpoint(
             groups: vec![],
             excluded: vec![],
             notes: vec![],
+            unproven: vec![],
             chain: vec![],
         },
         _ => derive(&infos, &facts)?,
     };
+    // Integer tensors (position ids, counters, masks) hold no weights a unit could read.
+    spec.unproven.retain(|u| {
+        u.kind != UnprovenKind::Consumer
+            || ck
+                .infos()
+                .find(|i| i.name == u.tensor)
+                .is_none_or(|i| i.dtype.is_float())
+    });
     if let Some(f) = file {
         if !f.exclude.is_empty() {
             for g in &mut spec.groups {
@@ -285,6 +328,15 @@ pub fn spec_for_checkpoint(
             }
         }
         spec.groups.extend(f.groups);
+        // What the file declares is proven: its groups, and the tensors it says to leave alone.
+        let declared: std::collections::HashSet<&str> = spec
+            .groups
+            .iter()
+            .flat_map(|g| g.members.iter().map(|m| m.tensor.as_str()))
+            .chain(f.exclude.iter().map(String::as_str))
+            .collect();
+        spec.unproven
+            .retain(|u| u.kind != UnprovenKind::Consumer || !declared.contains(u.tensor.as_str()));
         if f.replace {
             spec.excluded.retain(|e| {
                 spec.groups

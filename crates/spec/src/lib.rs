@@ -14,6 +14,12 @@
 //! embeddings) come from [`Facts`]: a Hugging Face `config.json` beside the weights, checkpoint
 //! metadata, or a TOML spec file ([`SpecFile`]) that can also describe groups outright.
 //!
+//! A derived spec is a guess, and it says what it cannot prove in [`ModelSpec::unproven`]: a
+//! tensor no group moves that has an axis the size of a permuted group (it may read those
+//! units, like an LSTM after a conv stack), a conv-to-dense flatten whose order is unknown
+//! ([`Flatten`]), an unknown head count. [`ModelSpec::require_proven`] refuses such a spec;
+//! whatever applies group elements to real weights should call it first.
+//!
 //! A neural-graph view of MLP/CNN chains (neurons as nodes, weights as edges) lives in
 //! [`graph`].
 //!
@@ -30,7 +36,7 @@ pub mod graph;
 use serde::{Deserialize, Serialize};
 
 pub use derive::derive;
-pub use facts::{Facts, SpecFile, config_json_for, spec_for_checkpoint};
+pub use facts::{Facts, Flatten, SpecFile, config_json_for, spec_for_checkpoint};
 
 /// Errors describing a spec that does not fit its checkpoint, or a spec file that cannot be
 /// read. Every variant names the tensor or file concerned.
@@ -57,8 +63,23 @@ pub enum SpecError {
         msg: String,
     },
     /// Tensor names/shapes do not form an architecture the deriver understands.
-    #[error("cannot derive a spec: {0} (describe the model in a TOML spec file)")]
+    #[error(
+        "cannot derive a spec: {0} (describe the model in a TOML spec file and pass `--spec FILE.toml`; README, \"Spec files\")"
+    )]
     Underivable(String),
+    /// The spec was guessed, and something the guess does not cover may read a permuted axis
+    /// (or the head count is unknown): applying its groups could change the function.
+    #[error(
+        "cannot prove that the symmetry groups keep the function: `{tensor}` {reason}{more}. {HOW_TO_SPEC}"
+    )]
+    Unproven {
+        /// The tensor whose consumer (or layout) is unknown.
+        tensor: String,
+        /// Why, in words.
+        reason: String,
+        /// `" (and N more: …)"` when several tensors are in doubt, else empty.
+        more: String,
+    },
     /// A spec or config file is unreadable or malformed.
     #[error("{path}: {msg}")]
     File {
@@ -71,6 +92,9 @@ pub enum SpecError {
     #[error(transparent)]
     Io(#[from] weightspace_io::Error),
 }
+
+/// How to tell the deriver more; ends every [`SpecError::Unproven`] message.
+pub const HOW_TO_SPEC: &str = "Describe the model in a TOML spec file and pass `--spec FILE.toml` (README, \"Spec files\"; `weightspace spec PATH --json` shows what was derived)";
 
 /// Result with a [`SpecError`].
 pub type Result<T, E = SpecError> = std::result::Result<T, E>;
@@ -322,6 +346,32 @@ pub struct Excluded {
     pub reason: String,
 }
 
+/// What kind of doubt an [`Unproven`] entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnprovenKind {
+    /// A tensor no group moves has an axis the size of a permuted group: it may read those
+    /// units (an LSTM after a conv stack, a layer the deriver does not know).
+    Consumer,
+    /// A dense layer reads a flattened conv output and the flatten order (channel-major or
+    /// position-major) is not known.
+    Flatten,
+    /// The number of attention heads is unknown (or does not fit): head and within-head groups
+    /// are missing. Applying the other groups is still correct, but incomplete.
+    Heads,
+}
+
+/// Something a derived spec does not prove, on one tensor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unproven {
+    /// The tensor concerned.
+    pub tensor: String,
+    /// What kind of doubt.
+    pub kind: UnprovenKind,
+    /// Why, in words (starts with the tensor's shape where that helps).
+    pub reason: String,
+}
+
 /// The symmetry description of a checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
@@ -339,6 +389,12 @@ pub struct ModelSpec {
     pub excluded: Vec<Excluded>,
     /// Symmetries that exist but are not described, and why (e.g. heads unknown).
     pub notes: Vec<String>,
+    /// What a derived spec cannot prove (see [`ModelSpec::require_proven`]): tensors that may
+    /// read a permuted axis but that no group moves, flatten orders that shapes cannot tell,
+    /// an unknown head count. Empty for a spec that is proven: a known family whose every
+    /// tensor is accounted for, or groups declared in a spec file (`replace = true`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unproven: Vec<Unproven>,
     /// For MLP/CNN chains: the weight layers (name prefixes) from input to output, each with
     /// the norm layer that follows it, if any. Empty for other families.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -404,6 +460,46 @@ impl ModelSpec {
             }
         }
         Ok(())
+    }
+
+    /// Refuses a spec whose groups could change the function: `Err(SpecError::Unproven)`
+    /// naming the first tensor in doubt. With `allow_missing_heads`, an unknown head count is
+    /// accepted (the head groups are then simply missing; [`ModelSpec::heads_missing`] says so).
+    pub fn require_proven(&self, allow_missing_heads: bool) -> Result<()> {
+        let doubts: Vec<&Unproven> = self
+            .unproven
+            .iter()
+            .filter(|u| !(allow_missing_heads && u.kind == UnprovenKind::Heads))
+            .collect();
+        let Some(first) = doubts.first() else {
+            return Ok(());
+        };
+        let mut reason = first.reason.clone();
+        if first.kind == UnprovenKind::Heads {
+            reason.push_str(
+                " (or pass `--no-heads` to align/permute/canonicalise the other groups only)",
+            );
+        }
+        let rest: Vec<&str> = doubts[1..].iter().map(|u| u.tensor.as_str()).collect();
+        let more = match rest.len() {
+            0 => String::new(),
+            n if n <= 4 => format!(" (also in doubt: {})", rest.join(", ")),
+            n => format!(
+                " (also in doubt: {}, and {} more)",
+                rest[..4].join(", "),
+                n - 4
+            ),
+        };
+        Err(SpecError::Unproven {
+            tensor: first.tensor.clone(),
+            reason,
+            more,
+        })
+    }
+
+    /// The reason head groups are missing (head count unknown or not fitting), if they are.
+    pub fn heads_missing(&self) -> Option<&Unproven> {
+        self.unproven.iter().find(|u| u.kind == UnprovenKind::Heads)
     }
 
     /// Recomputes [`ModelSpec::excluded`] for tensors no group touches (keeping reasons

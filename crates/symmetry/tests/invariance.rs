@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use weightspace_spec::{Facts, Family, GroupKind, ModelSpec};
+use weightspace_spec::{Facts, Family, Flatten, GroupKind, ModelSpec, UnprovenKind};
 use weightspace_symmetry::{RandomOptions, Transform, Weights, apply};
 
 const TOL: f64 = 2e-4;
@@ -102,6 +102,33 @@ fn cnn_forward(w: &Weights, x: &[f64]) -> Vec<f64> {
     relu(&mut h);
     // Flatten [6, 2, 2] -> 24.
     let mut h = linear(t(w, "fc1.weight"), Some(t(w, "fc1.bias")), &h, 5);
+    relu(&mut h);
+    linear(t(w, "fc2.weight"), Some(t(w, "fc2.bias")), &h, 3)
+}
+
+/// The same CNN, flattened position-major before `fc1` (channels-last, or torchcrepe's
+/// `x.permute(0, 2, 1, 3).reshape(...)`): `fc1` reads channel `c` at position `p` as input
+/// `p·6 + c`.
+fn cnn_forward_channels_last(w: &Weights, x: &[f64]) -> Vec<f64> {
+    let (mut h, oh, ow) = conv2d(
+        t(w, "conv1.weight"),
+        Some(t(w, "conv1.bias")),
+        x,
+        2,
+        6,
+        6,
+        4,
+        3,
+        0,
+    );
+    batchnorm(w, "bn1", &mut h, 4);
+    relu(&mut h);
+    let (mut h, _, _) = conv2d(t(w, "conv2.weight"), None, &h, 4, oh, ow, 6, 3, 0);
+    batchnorm(w, "bn2", &mut h, 6);
+    relu(&mut h);
+    let (c, p) = (6, 4);
+    let flat: Vec<f64> = (0..c * p).map(|i| h[(i % c) * p + i / c]).collect();
+    let mut h = linear(t(w, "fc1.weight"), Some(t(w, "fc1.bias")), &flat, 5);
     relu(&mut h);
     linear(t(w, "fc2.weight"), Some(t(w, "fc2.bias")), &h, 3)
 }
@@ -496,6 +523,7 @@ proptest! {
     fn mlp_relu_invariant(seed in any::<u64>()) {
         let sh = mlp_shapes();
         let spec = spec_of(&sh, &facts("relu", None));
+        prop_assert!(spec.unproven.is_empty(), "{:?}", spec.unproven);
         let w = random_weights(&sh, seed);
         let x = inputs(5, seed);
         check(&spec, &w, seed, |w| mlp_forward(w, &x, |v| v.max(0.0)));
@@ -521,10 +549,21 @@ proptest! {
     }
 
     #[test]
+    fn cnn_channels_last_flatten_invariant(seed in any::<u64>()) {
+        let sh = cnn_shapes();
+        let spec = spec_of(&sh, &Facts { flatten: Some(Flatten::ChannelsLast), ..facts("relu", None) });
+        prop_assert!(spec.unproven.is_empty());
+        let w = random_weights(&sh, seed);
+        let x = inputs(2 * 36, seed);
+        check(&spec, &w, seed, |w| cnn_forward_channels_last(w, &x));
+    }
+
+    #[test]
     fn resnet_invariant(seed in any::<u64>()) {
         let sh = resnet_shapes();
         let spec = spec_of(&as_refs(&sh), &Facts::default());
         prop_assert_eq!(spec.family, Family::Resnet);
+        prop_assert!(spec.unproven.is_empty(), "{:?}", spec.unproven);
         let w = random_weights(&as_refs(&sh), seed);
         let x = inputs(2 * 16, seed);
         check(&spec, &w, seed, |w| resnet_forward(w, &x));
@@ -535,6 +574,7 @@ proptest! {
         let sh = bert_shapes();
         let spec = spec_of(&as_refs(&sh), &facts("gelu", Some(H)));
         prop_assert_eq!(spec.family, Family::Bert);
+        prop_assert!(spec.unproven.is_empty(), "{:?}", spec.unproven);
         let w = random_weights(&as_refs(&sh), seed);
         let tok = tokens(seed);
         check(&spec, &w, seed, |w| bert_forward(w, &tok));
@@ -545,6 +585,7 @@ proptest! {
         let sh = gpt2_shapes();
         let spec = spec_of(&as_refs(&sh), &facts("gelu_new", Some(H)));
         prop_assert_eq!(spec.family, Family::Gpt2);
+        prop_assert!(spec.unproven.is_empty(), "{:?}", spec.unproven);
         let w = random_weights(&as_refs(&sh), seed);
         let tok = tokens(seed);
         check(&spec, &w, seed, |w| gpt2_forward(w, &tok));
@@ -555,6 +596,7 @@ proptest! {
         let sh = llama_shapes();
         let spec = spec_of(&as_refs(&sh), &Facts { heads: Some(LH), kv_heads: Some(LKV), ..Facts::default() });
         prop_assert_eq!(spec.family, Family::Llama);
+        prop_assert!(spec.unproven.is_empty(), "{:?}", spec.unproven);
         prop_assert!(!spec.groups.iter().any(|g| g.kind == GroupKind::QkDims));
         let w = random_weights(&as_refs(&sh), seed);
         let tok = tokens(seed);
@@ -570,6 +612,28 @@ proptest! {
         let tok = tokens(seed);
         check(&spec, &w, seed, |w| llama_forward(w, &tok, false));
     }
+}
+
+/// The flatten order matters: the channel-major reading of a position-major flatten changes
+/// the output, which is why a derived CNN without a `flatten` fact is not proven.
+#[test]
+fn wrong_flatten_order_breaks_the_cnn() {
+    let sh = cnn_shapes();
+    let spec = spec_of(&sh, &facts("relu", None));
+    assert!(
+        spec.unproven
+            .iter()
+            .any(|u| u.tensor == "fc1.weight" && u.kind == UnprovenKind::Flatten),
+        "{:?}",
+        spec.unproven
+    );
+    let w = random_weights(&sh, 3);
+    let x = inputs(2 * 36, 3);
+    let t = Transform::random(&spec, 5, &RandomOptions::default());
+    let mut p = w.clone();
+    apply(&spec, &mut p, &t).unwrap();
+    let f = |w: &Weights| cnn_forward_channels_last(w, &x);
+    assert!(max_rel_diff(&f(&w), &f(&p)) > 1e-3);
 }
 
 /// The head-aware spec matters: a generic permutation of Q/K/V rows (not whole heads) changes
