@@ -27,6 +27,10 @@ pub enum Method {
 /// descent with a linear assignment per group, in a seeded random order, until no group
 /// improves.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  weightspace align ref.safetensors other.safetensors -o aligned.safetensors
+  weightspace align ref.safetensors other.safetensors -o aligned.safetensors --method activation --data digits
+  weightspace align bert-a/ bert-b/ -o aligned/ --json")]
 pub struct Args {
     /// Reference checkpoint.
     pub reference: PathBuf,

@@ -12,11 +12,19 @@ use crate::spec::{heads_note, load_proven, sym_err, write_output};
 /// rescaling, equal to rounding). Same function as the input. Refuses a spec it cannot prove,
 /// as `permute` does (see `weightspace spec --help`).
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  weightspace canon model.safetensors -o canonical.safetensors
+  weightspace canon model.safetensors -o sorted.safetensors --no-scale
+  weightspace canon net.safetensors -o out/ --spec net.spec.toml")]
 pub struct Args {
     /// Input checkpoint (file or model directory).
     pub input: PathBuf,
+    /// Deprecated positional form of -o.
+    #[arg(hide = true)]
+    pub output_positional: Option<PathBuf>,
     /// Output `.safetensors` file, or an existing directory.
-    pub output: PathBuf,
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
     /// Sort units only; do not normalise scales or signs.
     #[arg(long)]
     pub no_scale: bool,
@@ -32,13 +40,14 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
+    let output = crate::exit::output_path("canon", a.output, a.output_positional)?;
     let (mut w, spec, ck) = load_proven(&a.input, a.spec.as_deref(), a.no_heads)?;
     canonicalize(&spec, &mut w, &CanonOptions { scale: !a.no_scale }).map_err(sym_err)?;
     let file = write_output(
         &w,
         &ck,
         &a.input,
-        &a.output,
+        &output,
         &[("weightspace.canon", "1".into())],
     )?;
     println!(

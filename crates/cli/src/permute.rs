@@ -14,12 +14,20 @@ use crate::spec::{heads_note, load_proven, sym_err, write_output};
 /// flatten of unknown order, an unknown head count) is refused with exit 2; see
 /// `weightspace spec --help`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  weightspace permute model.safetensors -o permuted.safetensors --seed 1
+  weightspace permute mlp.safetensors -o out/ --scale --json
+  weightspace permute bert/ -o bert-permuted/          # config.json gives the heads")]
 pub struct Args {
     /// Input checkpoint (file or model directory).
     pub input: PathBuf,
+    /// Deprecated positional form of -o.
+    #[arg(hide = true)]
+    pub output_positional: Option<PathBuf>,
     /// Output `.safetensors` file, or an existing directory (then `DIR/model.safetensors`,
     /// with the input's `config.json` copied beside it).
-    pub output: PathBuf,
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -58,13 +66,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if a.sign && !spec.groups.iter().any(|g| g.scaling.allows_sign()) {
         eprintln!("warning: --sign: no group allows sign flips");
     }
+    let output =
+        crate::exit::output_path("permute", a.output.clone(), a.output_positional.clone())?;
     let t = Transform::random(&spec, a.seed, &opts);
     apply(&spec, &mut w, &t).map_err(sym_err)?;
     let file = write_output(
         &w,
         &ck,
         &a.input,
-        &a.output,
+        &output,
         &[("weightspace.permute.seed", a.seed.to_string())],
     )?;
     let note = heads_note(&spec);

@@ -252,7 +252,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     );
     permute::run(permute::Args {
         input: parent.clone(),
-        output: permuted.clone(),
+        output: Some(permuted.clone()),
+        output_positional: None,
         seed: 1,
         scale: false,
         sign: false,

@@ -25,6 +25,10 @@ use crate::fmt;
 /// settles it (`flatten = "channels_last"`, `heads = 12`, `exclude = [...]`, or
 /// `replace = true` with every group written out; see README, "Spec files").
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  weightspace spec model.safetensors
+  weightspace spec bert/ --json                     # config.json beside the weights gives the heads
+  weightspace spec crepe.pth --spec crepe.spec.toml # settle what names and shapes cannot prove")]
 pub struct Args {
     /// A weights file or model directory.
     pub path: PathBuf,

@@ -89,7 +89,7 @@ fn align_then_merge_recovers_a_permuted_copy_and_helps_different_seeds() {
     let p = |n: &str| d.path().join(n).to_str().unwrap().to_string();
     let (a, b) = zoo_pair(d.path(), 64, 3);
     // B' = a permuted copy of A: the same function far away in weight space.
-    let (rc, _, err) = ws(&["permute", &a, &p("ap.safetensors"), "--seed", "5"]);
+    let (rc, _, err) = ws(&["permute", &a, "-o", &p("ap.safetensors"), "--seed", "5"]);
     assert_eq!(rc, 0, "{err}");
     // Loss and accuracy of a merged model through the zoo runtime (the λ = 1 end of `interp`).
     let score = |merged: &str| -> (f64, f64) {

@@ -69,6 +69,7 @@ fn permute_canon_align_roundtrip() {
         ws(&[
             "permute",
             &p("m.safetensors"),
+            "-o",
             &p("p.safetensors"),
             "--seed",
             "7"
@@ -81,6 +82,7 @@ fn permute_canon_align_roundtrip() {
         ws(&[
             "permute",
             &p("m.safetensors"),
+            "-o",
             &p("p2.safetensors"),
             "--seed",
             "7"
@@ -98,11 +100,11 @@ fn permute_canon_align_roundtrip() {
     );
     // Canonical forms of the original and the permuted copy: identical files.
     assert_eq!(
-        ws(&["canon", &p("m.safetensors"), &p("c1.safetensors")]).0,
+        ws(&["canon", &p("m.safetensors"), "-o", &p("c1.safetensors")]).0,
         0
     );
     assert_eq!(
-        ws(&["canon", &p("p.safetensors"), &p("c2.safetensors")]).0,
+        ws(&["canon", &p("p.safetensors"), "-o", &p("c2.safetensors")]).0,
         0
     );
     assert_eq!(
@@ -131,6 +133,7 @@ fn similarity_after_alignment_sees_through_a_permutation() {
     let (rc, _, err) = ws(&[
         "permute",
         &p("m.safetensors"),
+        "-o",
         &p("p.safetensors"),
         "--seed",
         "3",
@@ -261,7 +264,16 @@ fn interp_and_activation_matching_on_a_zoo_pair() {
     assert!(v["aligned"]["loss_barrier"].as_f64().unwrap().is_finite());
     // A permuted copy is in the same basin once aligned: barrier ~0.
     assert_eq!(
-        ws(&["permute", &a, &p("p.safetensors"), "--seed", "3", "--scale"]).0,
+        ws(&[
+            "permute",
+            &a,
+            "-o",
+            &p("p.safetensors"),
+            "--seed",
+            "3",
+            "--scale"
+        ])
+        .0,
         0
     );
     let (rc, out, err) = ws(&[
@@ -437,11 +449,13 @@ fn conv_stack_feeding_an_lstm_is_refused() {
         vec![
             "permute",
             &p("silero_vad_16k.safetensors"),
+            "-o",
             &p("o.safetensors"),
         ],
         vec![
             "canon",
             &p("silero_vad_16k.safetensors"),
+            "-o",
             &p("o.safetensors"),
         ],
         vec![
@@ -494,7 +508,7 @@ fn published_silero_jit_is_not_permuted() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("o.safetensors");
     for cmd in ["permute", "canon"] {
-        let (rc, _, err) = ws(&[cmd, jit, out.to_str().unwrap()]);
+        let (rc, _, err) = ws(&[cmd, jit, "-o", out.to_str().unwrap()]);
         assert_eq!(rc, 2, "{cmd}: {err}");
         assert!(err.contains("silero_vad.jit"), "{err}");
         assert!(!out.exists());
@@ -506,7 +520,12 @@ fn flatten_of_unknown_order_is_refused_until_declared() {
     let d = tempfile::tempdir().unwrap();
     let p = |n: &str| d.path().join(n).to_str().unwrap().to_string();
     write_shapes(Path::new(&p("crepe.safetensors")), &crepe_like(), 1);
-    let (rc, _, err) = ws(&["permute", &p("crepe.safetensors"), &p("o.safetensors")]);
+    let (rc, _, err) = ws(&[
+        "permute",
+        &p("crepe.safetensors"),
+        "-o",
+        &p("o.safetensors"),
+    ]);
     assert_eq!(rc, 2, "{err}");
     assert!(
         err.contains("`classifier.weight`") && err.contains("channels_last"),
@@ -518,6 +537,7 @@ fn flatten_of_unknown_order_is_refused_until_declared() {
     let (rc, _, err) = ws(&[
         "permute",
         &p("crepe.safetensors"),
+        "-o",
         &p("o.safetensors"),
         "--spec",
         &p("crepe.toml"),
@@ -567,7 +587,7 @@ fn transformer_without_config_needs_no_heads() {
         "{err}"
     );
     assert!(!Path::new(&p("o.safetensors")).exists());
-    let (rc, _, err) = ws(&["permute", &p("a"), &p("o.safetensors")]);
+    let (rc, _, err) = ws(&["permute", &p("a"), "-o", &p("o.safetensors")]);
     assert_eq!(rc, 2, "{err}");
     // --no-heads: aligned, and the output says what was left out.
     let (rc, out, err) = ws(&[
@@ -600,7 +620,7 @@ fn transformer_without_config_needs_no_heads() {
             .unwrap()
             .contains("heads unknown")
     );
-    let (rc, out, err) = ws(&["permute", &p("a"), &p("p.safetensors"), "--no-heads"]);
+    let (rc, out, err) = ws(&["permute", &p("a"), "-o", &p("p.safetensors"), "--no-heads"]);
     assert_eq!(rc, 0, "{err}");
     assert!(out.contains("--no-heads: only"), "{out}");
     // With config.json beside both: heads known, no flag needed, nothing said.
