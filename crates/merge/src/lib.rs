@@ -14,6 +14,9 @@
 //!   output only at the end.
 //! * [`methods`] holds the math of every mergekit method; [`prune`] and [`taskvec`] the
 //!   `prune` and `taskvec` commands.
+//! * The output folder of a merge gets the weights, `config.json` (the base's, layer count and
+//!   dtype updated), the tokenizer files (`tokenizer_source`, else the base's), the config as
+//!   `mergekit_config.yml` and a model card `README.md` with every source's model hash.
 //!
 //! Random methods (DARE, DELLA) draw from a ChaCha8 stream keyed by the seed, the tensor and the
 //! model, addressed by element index: the same seed gives the same bits on any thread count.
@@ -42,10 +45,11 @@ mod plan;
 pub mod prune;
 pub mod taskvec;
 
-pub use config::{Align, MergeConfig, Scalar, Setting};
+pub use config::{Align, MergeConfig, ParseOptions, Scalar, Setting};
 pub use error::{Error, Result};
 pub use execute::{
     ExecOptions, Summary, TOKENIZER_FILES, check_output, execute, global_thresholds, merge_tensor,
+    model_card, source_hashes,
 };
 pub use methods::{Method, Rescale};
 pub use plan::{
