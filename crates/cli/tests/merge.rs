@@ -290,3 +290,50 @@ fn merge_output_has_tokenizer_config_and_model_card() {
         ["README.md", "mergekit_config.yml", "model.safetensors"]
     );
 }
+
+#[test]
+fn lora_extract_then_merge_on_the_command_line() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n).to_str().unwrap().to_string();
+    let (base, a) = (fixture("base"), fixture("a"));
+    let (rc, out, err) = ws(&["lora", "extract", &base, &a, "--rank", "2", "-o", &p("ad")]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(
+        out.contains("model.layers.0.mlp.up_proj") && out.contains('%'),
+        "{out}"
+    );
+    assert!(err.contains("input_layernorm.weight changed"), "{err}");
+    assert!(d.path().join("ad/adapter_model.safetensors").is_file());
+    assert!(d.path().join("ad/adapter_config.json").is_file());
+    let (rc, out, err) = ws(&[
+        "lora",
+        "merge",
+        &base,
+        &p("ad"),
+        "-o",
+        &p("m.safetensors"),
+        "--json",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // 12 LoRA-adapted weights and the two embeddings saved whole.
+    assert_eq!(v["changed"].as_array().unwrap().len(), 14, "{out}");
+    // An adapter whose targets the base lacks: exit 2, naming them, nothing written.
+    let gpt2 = format!(
+        "{}/../merge/tests/fixtures/lora/gpt2_adapter",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (rc, _, err) = ws(&["lora", "merge", &base, &gpt2, "-o", &p("bad.safetensors")]);
+    assert_eq!(rc, 2, "{err}");
+    assert!(err.contains("h.0.attn.c_attn.weight"), "{err}");
+    assert!(!d.path().join("bad.safetensors").exists());
+    // --rank 0 and a missing output flag are usage errors.
+    let (rc, _, _) = ws(&["lora", "extract", &base, &a, "--rank", "0", "-o", &p("z")]);
+    assert_eq!(rc, 2);
+    let (rc, out, _) = ws(&["lora", "extract", "--help"]);
+    assert_eq!(rc, 0);
+    assert!(
+        out.contains("weightspace lora extract base/ finetuned/ --rank 16 -o my-adapter/"),
+        "{out}"
+    );
+}
