@@ -51,9 +51,10 @@ pub enum Cmd {
     /// Each changed 2-D *.weight difference is factored by truncated SVD,
     /// Δ ≈ U_k S_k V_kᵀ, into lora_A = √S_k V_kᵀ [k, in] and lora_B = U_k √S_k [out, k] with
     /// k = min(rank, out, in); r = lora_alpha = the largest k (scale 1), rank_pattern and
-    /// alpha_pattern for smaller modules. Changed embeddings are saved whole
-    /// (modules_to_save); other changed tensors (norms, biases) cannot be carried by a LoRA
-    /// and are listed. Prints each module's retained energy share Σ_{i≤k} σ_i² / Σ σ_i².
+    /// alpha_pattern for smaller modules. Changed embeddings (names with embed, lm_head, wte,
+    /// wpe) are saved whole (modules_to_save); other changed tensors (norms, biases) cannot be
+    /// carried by a LoRA and are listed. Prints each module's retained energy share
+    /// Σ_{i≤k} σ_i² / Σ σ_i². Weights stored [in, out] (GPT-2 Conv1D) need --fan-in-fan-out.
     /// Writes OUT_DIR/adapter_model.safetensors and OUT_DIR/adapter_config.json (PEFT
     /// loads them with PeftModel.from_pretrained).
     ///
@@ -74,6 +75,9 @@ pub enum Cmd {
         /// Dtype of lora_A/lora_B (float32, float16, bfloat16, float64).
         #[arg(long, default_value = "float32")]
         dtype: String,
+        /// The weights are stored [in, out] (GPT-2's Conv1D): factor Δᵀ and set fan_in_fan_out.
+        #[arg(long)]
+        fan_in_fan_out: bool,
         /// Replace the output folder if it exists and is not empty.
         #[arg(long)]
         overwrite: bool,
@@ -144,6 +148,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             rank,
             output,
             dtype,
+            fan_in_fan_out,
             overwrite,
             json,
         } => {
@@ -164,6 +169,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                     dtype,
                     base_name: base.display().to_string(),
                     overwrite,
+                    fan_in_fan_out,
                 },
                 |i, name| {
                     pb.set_position(i as u64);

@@ -524,6 +524,15 @@ pub struct ExtractOptions {
     pub base_name: String,
     /// Replace an existing non-empty output folder.
     pub overwrite: bool,
+    /// The 2-D weights are stored `[in, out]` (GPT-2's `Conv1D`): factor `Δᵀ` and set
+    /// `fan_in_fan_out` in the config, so that `lora_A` is `[r, in]` as PEFT expects.
+    pub fan_in_fan_out: bool,
+}
+
+/// Embedding-like 2-D weights (token, position and type embeddings, tied heads): PEFT adapts
+/// them with `lora_embedding_*` or saves them whole, so extraction saves them whole.
+fn is_embedding_like(name: &str) -> bool {
+    is_embed(name) || name.contains("embed") || name.split('.').any(|p| p == "wpe")
 }
 
 /// One extracted module.
@@ -531,7 +540,7 @@ pub struct ExtractOptions {
 pub struct ExtractedModule {
     /// The module (`model.layers.0.mlp.up_proj`); the weight is `<module>.weight`.
     pub module: String,
-    /// The weight's shape `[out, in]`.
+    /// The weight's shape as stored (`[out, in]`, or `[in, out]` with `fan_in_fan_out`).
     pub shape: Vec<usize>,
     /// The rank kept.
     pub rank: usize,
@@ -623,7 +632,7 @@ pub fn extract(
             continue;
         }
         let module = i.name.strip_suffix(".weight");
-        if i.shape.len() == 2 && is_embed(&i.name) {
+        if i.shape.len() == 2 && is_embedding_like(&i.name) {
             tensors.push((
                 format!("{PREFIX}{}", i.name),
                 opts.dtype,
@@ -642,8 +651,17 @@ pub fn extract(
             ));
             continue;
         };
-        let (rows, cols) = (i.shape[0], i.shape[1]);
-        let delta = Mat::from_fn(rows, cols, |r, c| d[r * cols + c] as f64);
+        // Δ as [out, in]: transposed for fan_in_fan_out storage.
+        let (rows, cols) = if opts.fan_in_fan_out {
+            (i.shape[1], i.shape[0])
+        } else {
+            (i.shape[0], i.shape[1])
+        };
+        let delta = if opts.fan_in_fan_out {
+            Mat::from_fn(rows, cols, |r, c| d[c * rows + r] as f64)
+        } else {
+            Mat::from_fn(rows, cols, |r, c| d[r * cols + c] as f64)
+        };
         let svd = delta.thin_svd().map_err(|e| Error::Compute {
             tensor: i.name.clone(),
             method: "svd".into(),
@@ -717,7 +735,7 @@ pub fn extract(
         "rank_pattern": smaller.clone(),
         "alpha_pattern": smaller,
         "lora_dropout": 0.0,
-        "fan_in_fan_out": false,
+        "fan_in_fan_out": opts.fan_in_fan_out,
         "inference_mode": true,
     });
     let infos: Vec<TensorInfo> = tensors
