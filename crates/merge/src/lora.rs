@@ -56,7 +56,7 @@ pub struct AdapterConfig {
 }
 
 fn cfg_err(path: &Path, msg: impl Into<String>) -> Error {
-    Error::Output {
+    Error::Adapter {
         path: path.to_path_buf(),
         msg: msg.into(),
     }
