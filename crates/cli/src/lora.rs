@@ -56,7 +56,8 @@ pub enum Cmd {
     /// carried by a LoRA and are listed. Prints each module's retained energy share
     /// Σ_{i≤k} σ_i² / Σ σ_i². Weights stored [in, out] (GPT-2 Conv1D) need --fan-in-fan-out.
     /// Writes OUT_DIR/adapter_model.safetensors and OUT_DIR/adapter_config.json (PEFT
-    /// loads them with PeftModel.from_pretrained).
+    /// loads them with PeftModel.from_pretrained) and a card OUT_DIR/README.md (both models'
+    /// paths and BLAKE3 model hashes, each module's rank and energy kept).
     ///
     /// Example:
     ///   weightspace lora extract base/ finetuned/ --rank 16 -o my-adapter/

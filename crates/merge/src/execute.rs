@@ -289,18 +289,19 @@ pub(crate) fn move_into_place(
 /// Each planned model's `weightspace hash` model hash (BLAKE3 over each tensor's name and
 /// content hash, tensors hashed in parallel), in plan order.
 pub fn source_hashes(plan: &Plan) -> Result<Vec<String>> {
-    plan.models
-        .iter()
-        .map(|m| {
-            let hashes = (0..m.ck.len())
-                .into_par_iter()
-                .map(|i| m.ck.tensor_at(i).map(|t| t.content_hash()))
-                .collect::<weightspace_io::Result<Vec<_>>>()?;
-            Ok(weightspace_io::combine_hashes(m.ck.names().zip(&hashes))
-                .to_hex()
-                .to_string())
-        })
-        .collect()
+    plan.models.iter().map(|m| model_hash(&m.ck)).collect()
+}
+
+/// A checkpoint's model hash as hex (as `weightspace hash` prints it), tensors hashed in
+/// parallel.
+pub(crate) fn model_hash(ck: &weightspace_io::Checkpoint) -> Result<String> {
+    let hashes = (0..ck.len())
+        .into_par_iter()
+        .map(|i| ck.tensor_at(i).map(|t| t.content_hash()))
+        .collect::<weightspace_io::Result<Vec<_>>>()?;
+    Ok(weightspace_io::combine_hashes(ck.names().zip(&hashes))
+        .to_hex()
+        .to_string())
 }
 
 /// A code fence longer than any run of backticks in `text`.

@@ -569,7 +569,8 @@ pub struct ExtractReport {
 }
 
 /// Extracts a rank-`rank` LoRA adapter from `ft − base` into the folder `out_dir`
-/// (`adapter_model.safetensors`, `adapter_config.json`), following mergekit-extract-lora (see
+/// (`adapter_model.safetensors`, `adapter_config.json`, a card `README.md` with both models'
+/// hashes and each module's retained energy), following mergekit-extract-lora (see
 /// the module docs). Every float tensor of `ft` must exist in `base` with the same shape.
 /// The folder is written beside `out_dir` and renamed into place at the end.
 pub fn extract(
@@ -780,10 +781,83 @@ pub fn extract(
         &tmp.path().join("adapter_config.json"),
         &serde_json::to_vec_pretty(&config).expect("JSON"),
     )?;
+    let card = adapter_card(base, ft, opts, &report, max_rank)?;
+    weightspace_io::write_atomic(&tmp.path().join("README.md"), card.as_bytes())?;
     report.files = vec![
         "adapter_model.safetensors".into(),
         "adapter_config.json".into(),
+        "README.md".into(),
     ];
     crate::execute::move_into_place(tmp, &parent, &leaf, out_dir)?;
     Ok(report)
+}
+
+/// The adapter's card (`README.md`): what it was extracted from (paths and model hashes), the
+/// rank, and each module's retained energy share.
+fn adapter_card(
+    base: &Checkpoint,
+    ft: &Checkpoint,
+    opts: &ExtractOptions,
+    report: &ExtractReport,
+    max_rank: usize,
+) -> Result<String> {
+    let (hb, hf) = (
+        crate::execute::model_hash(base)?,
+        crate::execute::model_hash(ft)?,
+    );
+    let mut s =
+        String::from("---\nlibrary_name: peft\ntags:\n- weightspace\n- peft\n- lora\n---\n");
+    s.push_str(&format!(
+        "# {}\n\nA LoRA adapter extracted by weightspace {} (`weightspace lora extract`, \
+         mergekit-extract-lora's convention: truncated SVD of each weight difference, \
+         `lora_A = √S_k V_kᵀ`, `lora_B = U_k √S_k`, scale 1).\n\n",
+        report
+            .out_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "adapter".into()),
+        env!("CARGO_PKG_VERSION")
+    ));
+    s.push_str("| | path | BLAKE3 model hash |\n|---|---|---|\n");
+    s.push_str(&format!(
+        "| base | `{}` | `{hb}` |\n| fine-tune | `{}` | `{hf}` |\n\n",
+        base.path().display(),
+        ft.path().display()
+    ));
+    s.push_str(&format!(
+        "Requested rank {}, largest rank kept {max_rank}.\n\n| module | shape | rank | energy kept |\n|---|---|---|---|\n",
+        opts.rank
+    ));
+    for m in &report.modules {
+        s.push_str(&format!(
+            "| `{}` | {:?} | {} | {:.2}% |\n",
+            m.module,
+            m.shape,
+            m.rank,
+            100.0 * m.energy
+        ));
+    }
+    if !report.saved_whole.is_empty() {
+        s.push_str(&format!(
+            "\nSaved whole (modules_to_save): {}.\n",
+            report
+                .saved_whole
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !report.not_captured.is_empty() {
+        s.push_str(&format!(
+            "\nChanged but not carried by this adapter: {}.\n",
+            report
+                .not_captured
+                .iter()
+                .map(|(n, _)| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(s)
 }

@@ -203,6 +203,22 @@ fn extract_matches_numpy_svd_and_round_trips() {
             m.energy
         );
     }
+    // The card names both models with their hashes and each module's energy.
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(card.contains("library_name: peft"), "{card}");
+    for m in &r.modules {
+        let row = format!(
+            "| `{}` | {:?} | 3 | {:.2}% |",
+            m.module,
+            m.shape,
+            100.0 * m.energy
+        );
+        assert!(card.contains(&row), "{row}\n{card}");
+    }
+    for ck in [&base, &ft] {
+        let h = ck.model_hash().unwrap().to_hex().to_string();
+        assert!(card.contains(&h), "{h}\n{card}");
+    }
     // adapter_config.json: PEFT's fields, mergekit's choices.
     let cfg: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("adapter_config.json")).unwrap()).unwrap();
