@@ -14,6 +14,7 @@ mod inspect;
 mod interp;
 mod learn;
 mod lineage;
+mod lora;
 mod merge;
 mod open;
 mod permute;
@@ -67,6 +68,8 @@ enum Command {
     Prune(prune::Args),
     /// Extract and apply task vectors.
     Taskvec(taskvec::Args),
+    /// Merge a PEFT LoRA adapter into its base, or extract one from a fine-tune (SVD).
+    Lora(lora::Args),
     /// Symmetry groups of a checkpoint (which tensors each permutation moves).
     Spec(spec::Args),
     /// Apply a random symmetry: same function, different weights.
@@ -128,6 +131,7 @@ fn main() {
         Command::Merge(a) => merge::run(a),
         Command::Prune(a) => prune::run(a),
         Command::Taskvec(a) => taskvec::run(a),
+        Command::Lora(a) => lora::run(a),
         Command::Spec(a) => spec::run(a),
         Command::Permute(a) => permute::run(a),
         Command::Canon(a) => canon::run(a),

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use weightspace_merge::{
-    Align, ExecOptions, MergeConfig, Plan, PlanOptions, TOKENIZER_FILES, config::parse_dtype,
-    execute, plan,
+    Align, ExecOptions, MergeConfig, ParseOptions, Plan, PlanOptions, TOKENIZER_FILES,
+    config::parse_dtype, execute, plan,
 };
 use weightspace_symmetry::{MatchOptions, align};
 
@@ -24,6 +24,13 @@ use crate::spec::{load, sym_err, write_output};
 /// failed merge leaves no output. `model:` is a local path (file, folder or
 /// `*.index.json`) or a Hugging Face id found in the local cache ($HF_HOME/hub or
 /// ~/.cache/huggingface/hub); nothing is downloaded.
+///
+/// An unknown key anywhere in the config (`densty`, `dtpye`) is an error (exit 2) naming the key
+/// path and the closest known key; `--lenient` makes it a warning, as mergekit would ignore it.
+/// OUT_DIR also gets `config.json` and the tokenizer files of `tokenizer_source` (`base` or a
+/// model path; without it, of the base or first model), the config as `mergekit_config.yml`,
+/// and a model card `README.md` (method, each source's path and BLAKE3 model hash as
+/// `weightspace hash` prints it, the weightspace version, the YAML verbatim).
 ///
 /// `--align weight` (or `align: weight` at the top of the config, a weightspace extension that
 /// mergekit does not have) first permutes every model into the basin of the base model (the
@@ -57,6 +64,10 @@ pub struct Args {
     /// Seed of the alignment's random group order.
     #[arg(long, default_value_t = 0)]
     pub align_seed: u64,
+    /// Unknown config keys (typos such as `densty`, `dtpye`) are warnings and ignored, as in
+    /// mergekit, instead of errors (exit 2) naming the closest known key.
+    #[arg(long)]
+    pub lenient: bool,
     /// Validate the config against the models and print the plan; write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -88,7 +99,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let max_shard_bytes = shard_size(Some(&a.max_shard_size))?.expect("given");
     let topk_global = a.topk_scope == "global";
-    let mut cfg = MergeConfig::from_file(&a.config).map_err(lift)?;
+    let mut cfg = MergeConfig::from_file_with(&a.config, ParseOptions { lenient: a.lenient })
+        .map_err(lift)?;
     if let Some(s) = &a.align {
         cfg.align = Align::parse(s).expect("clap checked the value");
     }

@@ -235,6 +235,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         topk_scope: "tensor".into(),
         align: None,
         align_seed: 0,
+        lenient: false,
         dry_run: false,
         overwrite: true,
         json: false,

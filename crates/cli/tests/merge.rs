@@ -150,3 +150,190 @@ fn align_then_merge_recovers_a_permuted_copy_and_helps_different_seeds() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["aligned"][0]["l2_after"].as_f64().unwrap(), 0.0, "{out}");
 }
+
+/// The merge crate's tiny llama-style fixtures (`base`, `a`, `b`, `c`).
+fn fixture(name: &str) -> String {
+    format!(
+        "{}/../merge/tests/fixtures/models/{name}.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn unknown_config_keys_exit_2_with_a_suggestion_unless_lenient() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n).to_str().unwrap().to_string();
+    let (base, a) = (fixture("base"), fixture("a"));
+    let cases = [
+        (
+            format!(
+                "merge_method: ties\nbase_model: {base}\nmodels:\n  - model: {a}\n    parameters: {{weight: 1.0, densty: 0.5}}\n"
+            ),
+            "`models[0].parameters.densty`: unknown parameter `densty`; did you mean `density`?",
+        ),
+        (
+            format!(
+                "merge_method: linear\ndtpye: float16\nmodels:\n  - model: {a}\n    parameters: {{weight: 1.0}}\n"
+            ),
+            "`dtpye`: unknown top-level key `dtpye`; did you mean `dtype`?",
+        ),
+        (
+            format!(
+                "merge_method: passthrough\nslices:\n  - sources:\n      - model: {a}\n        layer_rang: [0, 3]\n        layer_range: [0, 3]\n"
+            ),
+            "`slices[0].sources[0].layer_rang`: unknown key in a slice source `layer_rang`; did you mean `layer_range`?",
+        ),
+    ];
+    for (yaml, want) in cases {
+        std::fs::write(p("c.yaml"), &yaml).unwrap();
+        let (rc, _, err) = ws(&["merge", &p("c.yaml"), &p("out")]);
+        assert_eq!(rc, 2, "{yaml}\n{err}");
+        assert!(err.contains(want), "{want}\n{err}");
+        assert!(err.contains(&p("c.yaml")), "names the file: {err}");
+        assert!(!d.path().join("out").exists());
+        // --lenient: today's behaviour, a warning and a merge that ignores the key.
+        let (rc, _, err) = ws(&["merge", &p("c.yaml"), &p("out"), "--lenient"]);
+        assert_eq!(rc, 0, "{yaml}\n{err}");
+        assert!(
+            err.contains("warning:") && err.contains("did you mean"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(p("out")).unwrap();
+    }
+}
+
+/// A model folder: weights, config.json and tokenizer files tagged with `tag`.
+fn model_folder(dir: &std::path::Path, name: &str, weights: &str, tag: &str) -> String {
+    let f = dir.join(name);
+    std::fs::create_dir_all(&f).unwrap();
+    std::fs::copy(weights, f.join("model.safetensors")).unwrap();
+    std::fs::write(
+        f.join("config.json"),
+        format!("{{\"num_hidden_layers\": 3, \"torch_dtype\": \"float32\", \"tag\": \"{tag}\"}}"),
+    )
+    .unwrap();
+    for t in ["tokenizer.json", "tokenizer_config.json", "vocab.txt"] {
+        std::fs::write(f.join(t), format!("{t} of {tag}")).unwrap();
+    }
+    f.to_str().unwrap().to_string()
+}
+
+#[test]
+fn merge_output_has_tokenizer_config_and_model_card() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n).to_str().unwrap().to_string();
+    let base = model_folder(d.path(), "base", &fixture("base"), "base");
+    let a = model_folder(d.path(), "a", &fixture("a"), "a");
+    let yaml = format!(
+        "# a comment kept verbatim\nmerge_method: task_arithmetic\nbase_model: {base}\nmodels:\n  - model: {a}\n    parameters: {{weight: 0.5}}\n"
+    );
+    std::fs::write(p("c.yaml"), &yaml).unwrap();
+    let (rc, _, err) = ws(&["merge", &p("c.yaml"), &p("out")]);
+    assert_eq!(rc, 0, "{err}");
+    let read = |f: &str| std::fs::read_to_string(d.path().join("out").join(f)).unwrap();
+    // Without tokenizer_source: the base's tokenizer files and config.json, as mergekit.
+    for t in ["tokenizer.json", "tokenizer_config.json", "vocab.txt"] {
+        assert_eq!(read(t), format!("{t} of base"));
+    }
+    assert!(read("config.json").contains("\"base\""));
+    // The model card: method, base, every source with its `weightspace hash` model hash, the
+    // config verbatim and the version.
+    let card = read("README.md");
+    assert!(card.contains("`task_arithmetic` merge method"), "{card}");
+    assert!(card.contains(&format!("`{base}` as the base")), "{card}");
+    assert!(card.contains(&yaml), "{card}");
+    assert!(
+        card.contains(&format!("weightspace {}", env!("CARGO_PKG_VERSION"))),
+        "{card}"
+    );
+    for m in [&base, &a] {
+        let (rc, out, err) = ws(&["hash", &format!("{m}/model.safetensors"), "--json"]);
+        assert_eq!(rc, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let h = v["files"][0]["model_hash"].as_str().unwrap();
+        assert!(card.contains(&format!("| `{h}` |")), "{h}\n{card}");
+    }
+    assert_eq!(read("mergekit_config.yml"), yaml);
+    // tokenizer_source: a model path copies that model's files; `base` the base's.
+    for (src, tag) in [(a.as_str(), "a"), ("base", "base")] {
+        std::fs::write(p("t.yaml"), format!("{yaml}tokenizer_source: {src}\n")).unwrap();
+        let (rc, _, err) = ws(&["merge", &p("t.yaml"), &p("out"), "--overwrite"]);
+        assert_eq!(rc, 0, "{err}");
+        assert_eq!(read("tokenizer.json"), format!("tokenizer.json of {tag}"));
+        assert!(read("config.json").contains("\"base\""));
+    }
+    // `union` is refused, saying what to use instead.
+    std::fs::write(p("u.yaml"), format!("{yaml}tokenizer_source: union\n")).unwrap();
+    let (rc, _, err) = ws(&["merge", &p("u.yaml"), &p("out2")]);
+    assert_eq!(rc, 2, "{err}");
+    assert!(
+        err.contains("`tokenizer_source`")
+            && err.contains("not supported")
+            && err.contains("use `base` or a model path"),
+        "{err}"
+    );
+    // A single weights file as base: no tokenizer, no config.json, still a card.
+    std::fs::write(
+        p("f.yaml"),
+        format!(
+            "merge_method: linear\nmodels:\n  - model: {}\n    parameters: {{weight: 1.0}}\n",
+            fixture("a")
+        ),
+    )
+    .unwrap();
+    let (rc, _, err) = ws(&["merge", &p("f.yaml"), &p("out3")]);
+    assert_eq!(rc, 0, "{err}");
+    let mut files = entries(&d.path().join("out3"));
+    files.sort();
+    assert_eq!(
+        files,
+        ["README.md", "mergekit_config.yml", "model.safetensors"]
+    );
+}
+
+#[test]
+fn lora_extract_then_merge_on_the_command_line() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n).to_str().unwrap().to_string();
+    let (base, a) = (fixture("base"), fixture("a"));
+    let (rc, out, err) = ws(&["lora", "extract", &base, &a, "--rank", "2", "-o", &p("ad")]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(
+        out.contains("model.layers.0.mlp.up_proj") && out.contains('%'),
+        "{out}"
+    );
+    assert!(err.contains("input_layernorm.weight changed"), "{err}");
+    assert!(d.path().join("ad/adapter_model.safetensors").is_file());
+    assert!(d.path().join("ad/adapter_config.json").is_file());
+    let (rc, out, err) = ws(&[
+        "lora",
+        "merge",
+        &base,
+        &p("ad"),
+        "-o",
+        &p("m.safetensors"),
+        "--json",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // 12 LoRA-adapted weights and the two embeddings saved whole.
+    assert_eq!(v["changed"].as_array().unwrap().len(), 14, "{out}");
+    // An adapter whose targets the base lacks: exit 2, naming them, nothing written.
+    let gpt2 = format!(
+        "{}/../merge/tests/fixtures/lora/gpt2_adapter",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (rc, _, err) = ws(&["lora", "merge", &base, &gpt2, "-o", &p("bad.safetensors")]);
+    assert_eq!(rc, 2, "{err}");
+    assert!(err.contains("h.0.attn.c_attn.weight"), "{err}");
+    assert!(!d.path().join("bad.safetensors").exists());
+    // --rank 0 and a missing output flag are usage errors.
+    let (rc, _, _) = ws(&["lora", "extract", &base, &a, "--rank", "0", "-o", &p("z")]);
+    assert_eq!(rc, 2);
+    let (rc, out, _) = ws(&["lora", "extract", "--help"]);
+    assert_eq!(rc, 0);
+    assert!(
+        out.contains("weightspace lora extract base/ finetuned/ --rank 16 -o my-adapter/"),
+        "{out}"
+    );
+}

@@ -3,10 +3,14 @@
 //!
 //! Accepted top-level keys: `merge_method`, `base_model`, `models`, `slices`, `parameters`,
 //! `dtype`, `out_dtype`, `tokenizer_source`, and weightspace's own `align` (mergekit has no such
-//! key and would ignore it). Keys mergekit knows but weightspace does not act on
-//! (`name`, `chat_template`, `residual_weight`, ...) and unknown keys give warnings, not errors,
-//! so that mergekit configs are accepted unchanged. `modules:` and `tokenizer:` (tokenizer
-//! building) are refused with a clear error.
+//! key and would ignore it). Keys mergekit knows but weightspace does not act on (`name`,
+//! `chat_template`, `residual_weight`) give warnings. An unknown key — at the top level, in a
+//! model, a slice, a slice source, a `{filter, value}` entry, or a parameter name that no merge
+//! method reads — is an error naming the key path and the closest known key (`densty` → did you
+//! mean `density`?): mergekit (pydantic) ignores such typos silently and merges something else
+//! than what was meant. [`ParseOptions::lenient`] turns these errors back into warnings.
+//! `modules:`, `tokenizer:` (tokenizer building) and `tokenizer_source: union` are refused with
+//! a clear error.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -207,6 +211,8 @@ pub struct MergeConfig {
     pub align: Option<Align>,
     /// Things accepted but not acted on, for the user to see.
     pub warnings: Vec<String>,
+    /// The YAML text as read, verbatim (for the model card and `mergekit_config.yml`).
+    pub text: String,
 }
 
 /// Parses mergekit's dtype names (`float32`, `bfloat16`, `float16`, `fp16`, ...).
@@ -221,9 +227,89 @@ pub fn parse_dtype(s: &str) -> Option<weightspace_io::DType> {
     })
 }
 
+/// How strictly [`MergeConfig::parse_with`] treats keys it does not know.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// Unknown keys are warnings (the key is ignored) instead of errors.
+    pub lenient: bool,
+}
+
+/// Top-level keys.
+pub const TOP_KEYS: [&str; 13] = [
+    "merge_method",
+    "base_model",
+    "models",
+    "slices",
+    "parameters",
+    "dtype",
+    "out_dtype",
+    "tokenizer_source",
+    "tokenizer",
+    "chat_template",
+    "modules",
+    "name",
+    "align",
+];
+const MODEL_KEYS: [&str; 2] = ["model", "parameters"];
+const SLICE_KEYS: [&str; 4] = ["sources", "base_model", "parameters", "residual_weight"];
+const SOURCE_KEYS: [&str; 3] = ["model", "layer_range", "parameters"];
+const FILTER_KEYS: [&str; 2] = ["filter", "value"];
+
+/// Optimal-string-alignment edit distance (insertions, deletions, substitutions and swaps of
+/// two neighbouring characters each cost 1), so `dtpye` is 1 from `dtype`.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    d[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// The known key closest to `key` by [`edit_distance`], when it is close enough to be a typo
+/// (at most 3 edits, and fewer edits than `key` has characters); the earlier key wins ties.
+pub fn did_you_mean<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    let lower = key.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (edit_distance(&lower, k), *k))
+        .filter(|(d, _)| *d <= 3 && *d < key.chars().count())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Every parameter name some merge method reads, the given method's own first.
+fn param_names(method: Option<Method>) -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = Vec::new();
+    let own = method.into_iter();
+    for m in own.chain(Method::ALL) {
+        for d in m.global_params().into_iter().chain(m.model_params()) {
+            if !v.contains(&d.name) {
+                v.push(d.name);
+            }
+        }
+    }
+    v
+}
+
 struct Walker<'a> {
     file: &'a Path,
-    warnings: Vec<String>,
+    warnings: std::cell::RefCell<Vec<String>>,
+    lenient: bool,
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -239,6 +325,30 @@ fn kind(v: &Value) -> &'static str {
 }
 
 impl Walker<'_> {
+    /// An unknown key `name` at `path`: an error with the closest of `known`, or (lenient) a
+    /// warning.
+    fn unknown(&self, path: &str, name: &str, what: &str, known: &[&str]) -> Result<()> {
+        let hint = match did_you_mean(name, known) {
+            Some(k) => format!("did you mean `{k}`?"),
+            None => format!("known keys here: {}", known.join(", ")),
+        };
+        if self.lenient {
+            self.warn(format!("`{path}`: unknown {what}, ignored ({hint})"));
+            Ok(())
+        } else {
+            Err(self.err(
+                path,
+                format!(
+                    "unknown {what} `{name}`; {hint} (--lenient ignores unknown keys with a warning)"
+                ),
+            ))
+        }
+    }
+
+    fn warn(&self, msg: String) {
+        self.warnings.borrow_mut().push(msg);
+    }
+
     fn err(&self, key: &str, msg: impl Into<String>) -> Error {
         Error::Config {
             file: self.file.to_path_buf(),
@@ -382,7 +492,7 @@ impl Walker<'_> {
                     }
                 }
                 "value" => value = Some(self.setting(x, &kk, false)?),
-                _ => return Err(self.err(&kk, "unknown key in a {filter, value} entry")),
+                _ => self.unknown(&kk, &k, "key in a {filter, value} entry", &FILTER_KEYS)?,
             }
         }
         let value = value.ok_or_else(|| self.err(key, "a {filter, value} entry needs `value`"))?;
@@ -425,21 +535,33 @@ impl Walker<'_> {
 }
 
 impl MergeConfig {
-    /// Reads and parses a config file.
+    /// Reads and parses a config file strictly (unknown keys are errors).
     pub fn from_file(path: &Path) -> Result<MergeConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::fs(path, e))?;
         MergeConfig::parse(&text, path)
     }
 
-    /// Parses config text; `file` is used in error messages.
+    /// Reads and parses a config file with options (`lenient`).
+    pub fn from_file_with(path: &Path, opts: ParseOptions) -> Result<MergeConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::fs(path, e))?;
+        MergeConfig::parse_with(&text, path, opts)
+    }
+
+    /// Parses config text strictly (unknown keys are errors); `file` is used in error messages.
     pub fn parse(text: &str, file: &Path) -> Result<MergeConfig> {
+        MergeConfig::parse_with(text, file, ParseOptions::default())
+    }
+
+    /// Parses config text; `file` is used in error messages.
+    pub fn parse_with(text: &str, file: &Path, opts: ParseOptions) -> Result<MergeConfig> {
         let doc: Value = serde_norway::from_str(text).map_err(|e| Error::Yaml {
             file: file.to_path_buf(),
             msg: e.to_string(),
         })?;
-        let mut w = Walker {
+        let w = Walker {
             file,
-            warnings: Vec::new(),
+            warnings: Default::default(),
+            lenient: opts.lenient,
         };
         if matches!(doc, Value::Null) {
             return Err(w.err("(document)", "the config is empty"));
@@ -457,6 +579,7 @@ impl MergeConfig {
             tokenizer_source: None,
             align: None,
             warnings: Vec::new(),
+            text: text.to_string(),
         };
         let mut has_models = false;
         let mut has_slices = false;
@@ -511,7 +634,7 @@ impl MergeConfig {
                         Value::String(s) if s == "union" => {
                             return Err(w.err(
                                 key,
-                                "`union` builds a new tokenizer and permutes embeddings, which weightspace does not do; name a model (or `base`) to copy its tokenizer",
+                                "`union` (a merged vocabulary, with every model's embedding rows remapped to it) is not supported; use `base` or a model path to copy that model's tokenizer, and merge models that share a vocabulary",
                             ));
                         }
                         _ => Some(TokenizerSource::Model(w.model(v, key)?)),
@@ -554,7 +677,7 @@ impl MergeConfig {
                             match mk.as_str() {
                                 "model" => model = Some(w.model(mv, &kk)?),
                                 "parameters" => params = w.params(mv, &kk)?,
-                                _ => w.warnings.push(format!("`{kk}`: unknown key, ignored")),
+                                _ => w.unknown(&kk, &mk, "key in a model entry", &MODEL_KEYS)?,
                             }
                         }
                         let model = model.ok_or_else(|| w.err(&ik, "needs `model`"))?;
@@ -600,7 +723,7 @@ impl MergeConfig {
                                                 "model" => model = Some(w.model(v3, &k3k)?),
                                                 "layer_range" => range = Some(w.layer_range(v3, &k3k)?),
                                                 "parameters" => params = w.params(v3, &k3k)?,
-                                                _ => w.warnings.push(format!("`{k3k}`: unknown key, ignored")),
+                                                _ => w.unknown(&k3k, &k3, "key in a slice source", &SOURCE_KEYS)?,
                                             }
                                         }
                                         out.sources.push(InputSlice {
@@ -619,9 +742,8 @@ impl MergeConfig {
                                 }
                                 "parameters" => out.parameters = w.params(v2, &kk)?,
                                 "residual_weight" => w
-                                    .warnings
-                                    .push(format!("`{kk}`: residual_weight is not used by mergekit's planner either; ignored")),
-                                _ => w.warnings.push(format!("`{kk}`: unknown key, ignored")),
+                                    .warn(format!("`{kk}`: residual_weight is not used by mergekit's planner either; ignored")),
+                                _ => w.unknown(&kk, &k2, "key in a slice", &SLICE_KEYS)?,
                             }
                         }
                         if !saw_sources {
@@ -630,10 +752,8 @@ impl MergeConfig {
                         cfg.slices.push(out);
                     }
                 }
-                "name" | "chat_template" => {
-                    w.warnings.push(format!("`{key}`: accepted and ignored"))
-                }
-                _ => w.warnings.push(format!("`{key}`: unknown key, ignored")),
+                "name" | "chat_template" => w.warn(format!("`{key}`: accepted and ignored")),
+                _ => w.unknown(key, key, "top-level key", &TOP_KEYS)?,
             }
         }
         cfg.merge_method = method.ok_or_else(|| {
@@ -660,7 +780,26 @@ impl MergeConfig {
         if has_slices && cfg.slices.is_empty() {
             return Err(w.err("slices", "is empty"));
         }
-        cfg.warnings = w.warnings;
+        // Parameter names no method reads (`densty`): typos mergekit would silently ignore. A
+        // name another method reads stays a planning warning (`linear` does not use `density`).
+        if !w.lenient {
+            let all = param_names(None);
+            let own = param_names(Some(cfg.merge_method));
+            let mut sets: Vec<&Params> = vec![&cfg.parameters];
+            sets.extend(cfg.models.iter().map(|m| &m.parameters));
+            for s in &cfg.slices {
+                sets.push(&s.parameters);
+                sets.extend(s.sources.iter().map(|x| &x.parameters));
+            }
+            for ps in sets {
+                for (name, (_, key)) in &ps.map {
+                    if !all.contains(&name.as_str()) {
+                        w.unknown(key, name, "parameter", &own)?;
+                    }
+                }
+            }
+        }
+        cfg.warnings = w.warnings.into_inner();
         Ok(cfg)
     }
 
@@ -783,9 +922,77 @@ mod tests {
         );
     }
 
+    fn lenient(s: &str) -> Result<MergeConfig> {
+        MergeConfig::parse_with(s, Path::new("c.yaml"), ParseOptions { lenient: true })
+    }
+
     #[test]
-    fn unknown_keys_warn() {
-        let c = parse("merge_method: linear\nname: x\nfoo: 1\nmodels: [{model: a}]").unwrap();
-        assert_eq!(c.warnings.len(), 2);
+    fn unknown_keys_are_errors_with_a_suggestion() {
+        let cases = [
+            (
+                "merge_method: linear\ndtpye: float16\nmodels: [{model: a}]",
+                "c.yaml: `dtpye`: unknown top-level key `dtpye`; did you mean `dtype`?",
+            ),
+            (
+                "merge_method: ties\nbase_model: z\nmodels:\n  - model: a\n    parameters: {weight: 1, densty: 0.5}",
+                "`models[0].parameters.densty`: unknown parameter `densty`; did you mean `density`?",
+            ),
+            (
+                "merge_method: linear\nmodels:\n  - model: a\n    parametrs: {weight: 1}\n",
+                "`models[0].parametrs`: unknown key in a model entry `parametrs`; did you mean `parameters`?",
+            ),
+            (
+                "merge_method: passthrough\nslices:\n  - sources:\n      - model: a\n        layer_rnage: [0, 1]\n",
+                "`slices[0].sources[0].layer_rnage`: unknown key in a slice source `layer_rnage`; did you mean `layer_range`?",
+            ),
+            (
+                "merge_method: passthrough\nslices:\n  - sorces:\n      - model: a\n        layer_range: [0, 1]\n",
+                "`slices[0].sorces`: unknown key in a slice `sorces`; did you mean `sources`?",
+            ),
+            (
+                "merge_method: linear\nmodels: [{model: a}]\nparameters:\n  weight:\n    - filtr: mlp\n      value: 1\n",
+                "`parameters.weight[0].filtr`: unknown key in a {filter, value} entry `filtr`; did you mean `filter`?",
+            ),
+            (
+                "merge_method: slerp\nbase_model: a\nmodels: [{model: a}, {model: b}]\nparameters: {tt: 0.5}",
+                "`parameters.tt`: unknown parameter `tt`; did you mean `t`?",
+            ),
+            (
+                "merge_method: linear\nzzzzzzzz: 1\nmodels: [{model: a}]",
+                "known keys here: merge_method, base_model",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let e = parse(yaml).unwrap_err().to_string();
+            assert!(e.contains(want), "{yaml}\n{e}");
+            assert!(e.contains("--lenient"), "{e}");
+            // Lenient: the key is ignored with a warning (the config may then miss a required
+            // key, which is its own error).
+            match lenient(yaml) {
+                Ok(c) => assert!(
+                    !c.warnings.is_empty() || yaml.contains("densty") || yaml.contains("tt:"),
+                    "{yaml}"
+                ),
+                Err(e) => assert!(e.to_string().contains("needs"), "{yaml}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn lenient_keeps_warnings() {
+        let c = lenient("merge_method: linear\nname: x\nfoo: 1\nmodels: [{model: a}]").unwrap();
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        // Known mergekit keys weightspace does not act on warn in both modes; so does a
+        // parameter another method reads.
+        let c = parse("merge_method: linear\nname: x\nchat_template: y\nmodels: [{model: a, parameters: {density: 0.5}}]").unwrap();
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn edit_distance_counts_swaps_once() {
+        assert_eq!(edit_distance("dtpye", "dtype"), 1);
+        assert_eq!(edit_distance("densty", "density"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(did_you_mean("xyz", &["dtype", "models"]), None);
     }
 }

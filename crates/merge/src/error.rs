@@ -52,6 +52,14 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
+    /// A LoRA adapter's `adapter_config.json` is unusable (invalid, or not a plain LoRA).
+    #[error("{path}: {msg}")]
+    Adapter {
+        /// The adapter config file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
     /// Reading or writing weights failed.
     #[error(transparent)]
     Io(#[from] weightspace_io::Error),
@@ -85,6 +93,7 @@ impl Error {
             | Error::Model { .. }
             | Error::Tensor { .. }
             | Error::Usage(_)
+            | Error::Adapter { .. }
             | Error::Output { .. } => true,
             Error::Io(e) => !matches!(e.kind, weightspace_io::ErrorKind::Io(_)),
             Error::Fs { source, .. } => matches!(

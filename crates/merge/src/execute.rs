@@ -213,6 +213,182 @@ pub fn merge_tensor<'p>(
         })
 }
 
+/// The tokenizer files for the output: with `tokenizer_source`, that model's (an error when it
+/// is not a folder or holds none); without, the base model's (else the first model's) when it
+/// is a folder, as mergekit copies them — none is fine then.
+fn tokenizer_files(plan: &Plan) -> Result<Vec<(String, Vec<u8>)>> {
+    let (mi, explicit) = match plan.tokenizer_source {
+        Some(ti) => (ti, true),
+        None => (plan.config_source, false),
+    };
+    let m = &plan.models[mi];
+    let Some(dir) = model_dir(&m.path) else {
+        if !explicit {
+            return Ok(Vec::new());
+        }
+        return Err(Error::Config {
+            file: plan.config.file.clone(),
+            key: "tokenizer_source".into(),
+            msg: format!(
+                "`{}` is a single weights file, not a model folder with tokenizer files",
+                m.name
+            ),
+        });
+    };
+    let mut side = Vec::new();
+    for f in TOKENIZER_FILES {
+        let p = dir.join(f);
+        if p.is_file() {
+            side.push((
+                f.to_string(),
+                std::fs::read(&p).map_err(|e| Error::fs(&p, e))?,
+            ));
+        }
+    }
+    if side.is_empty() && explicit {
+        return Err(Error::Config {
+            file: plan.config.file.clone(),
+            key: "tokenizer_source".into(),
+            msg: format!("`{}` ({}) holds no tokenizer files", m.name, dir.display()),
+        });
+    }
+    Ok(side)
+}
+
+/// Renames the finished temporary folder `tmp` (in `parent`) to `out_dir`, replacing an
+/// existing `out_dir` (already checked to be empty or allowed to be replaced); on failure the
+/// temporary folder is removed.
+pub(crate) fn move_into_place(
+    tmp: tempfile::TempDir,
+    parent: &Path,
+    leaf: &str,
+    out_dir: &Path,
+) -> Result<()> {
+    let tmp_path = tmp.keep();
+    let replace = || -> std::io::Result<()> {
+        if out_dir.exists() {
+            let trash = parent.join(format!(".{leaf}.old-{}", std::process::id()));
+            std::fs::rename(out_dir, &trash)?;
+            std::fs::rename(&tmp_path, out_dir)?;
+            std::fs::remove_dir_all(&trash)?;
+        } else {
+            std::fs::rename(&tmp_path, out_dir)?;
+        }
+        if let Ok(d) = std::fs::File::open(parent) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    };
+    if let Err(e) = replace() {
+        let _ = std::fs::remove_dir_all(&tmp_path);
+        return Err(Error::fs(out_dir, e));
+    }
+    Ok(())
+}
+
+/// Each planned model's `weightspace hash` model hash (BLAKE3 over each tensor's name and
+/// content hash, tensors hashed in parallel), in plan order.
+pub fn source_hashes(plan: &Plan) -> Result<Vec<String>> {
+    plan.models.iter().map(|m| model_hash(&m.ck)).collect()
+}
+
+/// A checkpoint's model hash as hex (as `weightspace hash` prints it), tensors hashed in
+/// parallel.
+pub(crate) fn model_hash(ck: &weightspace_io::Checkpoint) -> Result<String> {
+    let hashes = (0..ck.len())
+        .into_par_iter()
+        .map(|i| ck.tensor_at(i).map(|t| t.content_hash()))
+        .collect::<weightspace_io::Result<Vec<_>>>()?;
+    Ok(weightspace_io::combine_hashes(ck.names().zip(&hashes))
+        .to_hex()
+        .to_string())
+}
+
+/// A code fence longer than any run of backticks in `text`.
+fn fence(text: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    "`".repeat(longest.max(2) + 1)
+}
+
+/// The model card (`README.md`) of a merge: Hugging Face front matter, the method, every source
+/// with the path read and its model hash, the weightspace version and the config verbatim.
+/// `hashes` are [`source_hashes`] of the plan.
+pub fn model_card(plan: &Plan, out_dir: &Path, hashes: &[String]) -> String {
+    let title = out_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "merged".into());
+    // Hugging Face ids only (a local path means nothing on the Hub).
+    let hub: Vec<&str> = plan
+        .models
+        .iter()
+        .map(|m| m.name.as_str())
+        .filter(|n| n.matches('/').count() == 1 && !n.starts_with(['.', '/', '~']))
+        .filter(|n| !Path::new(n).exists())
+        .collect();
+    let mut s = String::from("---\n");
+    if !hub.is_empty() {
+        s.push_str("base_model:\n");
+        for n in &hub {
+            s.push_str(&format!("- {n}\n"));
+        }
+    }
+    s.push_str("library_name: transformers\ntags:\n- weightspace\n- merge\n---\n");
+    s.push_str(&format!("# {title}\n\n"));
+    let version = env!("CARGO_PKG_VERSION");
+    s.push_str(&format!(
+        "This is a merge of pre-trained models made with weightspace {version} from a \
+         mergekit-compatible configuration.\n\n## Merge details\n\n### Merge method\n\n"
+    ));
+    let base = plan.config.base_model.as_ref().map(|b| b.name.as_str());
+    match base {
+        Some(b) => s.push_str(&format!(
+            "This model was merged using the `{}` merge method with `{b}` as the base.\n\n",
+            plan.method
+        )),
+        None => s.push_str(&format!(
+            "This model was merged using the `{}` merge method.\n\n",
+            plan.method
+        )),
+    }
+    s.push_str("### Models merged\n\n| model (as in the config) | path read | BLAKE3 model hash |\n|---|---|---|\n");
+    for (m, h) in plan.models.iter().zip(hashes) {
+        let role = if Some(m.name.as_str()) == base {
+            " (base)"
+        } else {
+            ""
+        };
+        s.push_str(&format!(
+            "| `{}`{role} | `{}` | `{h}` |\n",
+            m.name.replace('|', "\\|"),
+            m.path.display().to_string().replace('|', "\\|")
+        ));
+    }
+    s.push_str(
+        "\nA model hash is `weightspace hash`'s: BLAKE3 over every tensor's name and content hash \
+         (dtype, shape and bytes), in file order.\n",
+    );
+    if plan.config.align.is_some() {
+        s.push_str(
+            "The models were aligned to the base (or the first model) by weight matching \
+             before merging; the paths and hashes are those of the aligned copies that were \
+             merged.\n",
+        );
+    }
+    let text = plan.config.text.trim_end();
+    let f = fence(text);
+    s.push_str(&format!(
+        "\n### Configuration\n\nThe following YAML configuration was used to produce this \
+         model:\n\n{f}yaml\n{text}\n{f}\n"
+    ));
+    s
+}
+
 fn dtype_name(d: DType) -> &'static str {
     match d {
         DType::F16 => "float16",
@@ -231,34 +407,7 @@ pub fn execute(
 ) -> Result<Summary> {
     check_output(out_dir, opts.overwrite)?;
     // Side files first, so that a missing tokenizer fails before the heavy work.
-    let mut side: Vec<(String, Vec<u8>)> = Vec::new();
-    if let Some(ti) = plan.tokenizer_source {
-        let m = &plan.models[ti];
-        let dir = model_dir(&m.path).ok_or_else(|| Error::Config {
-            file: plan.config.file.clone(),
-            key: "tokenizer_source".into(),
-            msg: format!(
-                "`{}` is a single weights file, not a model folder with tokenizer files",
-                m.name
-            ),
-        })?;
-        for f in TOKENIZER_FILES {
-            let p = dir.join(f);
-            if p.is_file() {
-                side.push((
-                    f.to_string(),
-                    std::fs::read(&p).map_err(|e| Error::fs(&p, e))?,
-                ));
-            }
-        }
-        if side.is_empty() {
-            return Err(Error::Config {
-                file: plan.config.file.clone(),
-                key: "tokenizer_source".into(),
-                msg: format!("`{}` ({}) holds no tokenizer files", m.name, dir.display()),
-            });
-        }
-    }
+    let mut side: Vec<(String, Vec<u8>)> = tokenizer_files(plan)?;
     let cs = &plan.models[plan.config_source];
     if let Some(dir) = model_dir(&cs.path) {
         let p = dir.join("config.json");
@@ -284,9 +433,10 @@ pub fn execute(
             }
         }
     }
-    if let Ok(text) = std::fs::read(&plan.config.file) {
-        side.push(("mergekit_config.yml".into(), text));
-    }
+    side.push((
+        "mergekit_config.yml".into(),
+        plan.config.text.clone().into_bytes(),
+    ));
     let parent = match out_dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -342,30 +492,15 @@ pub fn execute(
         .iter()
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
+    side.push((
+        "README.md".into(),
+        model_card(plan, out_dir, &source_hashes(plan)?).into_bytes(),
+    ));
     for (name, bytes) in &side {
         weightspace_io::write_atomic(&tmp.path().join(name), bytes)?;
         files.push(name.clone());
     }
-    // Move into place.
-    let tmp_path = tmp.keep();
-    let replace = || -> std::io::Result<()> {
-        if out_dir.exists() {
-            let trash = parent.join(format!(".{leaf}.old-{}", std::process::id()));
-            std::fs::rename(out_dir, &trash)?;
-            std::fs::rename(&tmp_path, out_dir)?;
-            std::fs::remove_dir_all(&trash)?;
-        } else {
-            std::fs::rename(&tmp_path, out_dir)?;
-        }
-        if let Ok(d) = std::fs::File::open(&parent) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    };
-    if let Err(e) = replace() {
-        let _ = std::fs::remove_dir_all(&tmp_path);
-        return Err(Error::fs(out_dir, e));
-    }
+    move_into_place(tmp, &parent, &leaf, out_dir)?;
     Ok(Summary {
         out_dir: out_dir.to_path_buf(),
         files,

@@ -13,7 +13,11 @@
 //!   streams shards with a Hugging Face index into a temporary folder that is renamed to the
 //!   output only at the end.
 //! * [`methods`] holds the math of every mergekit method; [`prune`] and [`taskvec`] the
-//!   `prune` and `taskvec` commands.
+//!   `prune` and `taskvec` commands; [`lora`] merges PEFT LoRA adapters into their base and
+//!   extracts them from fine-tunes (truncated SVD, as mergekit-extract-lora).
+//! * The output folder of a merge gets the weights, `config.json` (the base's, layer count and
+//!   dtype updated), the tokenizer files (`tokenizer_source`, else the base's), the config as
+//!   `mergekit_config.yml` and a model card `README.md` with every source's model hash.
 //!
 //! Random methods (DARE, DELLA) draw from a ChaCha8 stream keyed by the seed, the tensor and the
 //! model, addressed by element index: the same seed gives the same bits on any thread count.
@@ -37,15 +41,17 @@ pub mod config;
 mod error;
 mod execute;
 pub mod kernels;
+pub mod lora;
 pub mod methods;
 mod plan;
 pub mod prune;
 pub mod taskvec;
 
-pub use config::{Align, MergeConfig, Scalar, Setting};
+pub use config::{Align, MergeConfig, ParseOptions, Scalar, Setting};
 pub use error::{Error, Result};
 pub use execute::{
     ExecOptions, Summary, TOKENIZER_FILES, check_output, execute, global_thresholds, merge_tensor,
+    model_card, source_hashes,
 };
 pub use methods::{Method, Rescale};
 pub use plan::{

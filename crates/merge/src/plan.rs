@@ -519,8 +519,13 @@ pub fn plan(cfg: MergeConfig, opts: &PlanOptions) -> Result<Plan> {
     for ps in all_params {
         for (name, (_, key)) in &ps.map {
             if !known.contains(name.as_str()) {
+                let known: Vec<&str> = known.iter().copied().collect();
+                let hint = match crate::config::did_you_mean(name, &known) {
+                    Some(k) => format!(" (did you mean `{k}`?)"),
+                    None => String::new(),
+                };
                 p.warnings.push(format!(
-                    "`{key}`: `{method}` does not use `{name}`; ignored"
+                    "`{key}`: `{method}` does not use `{name}`; ignored{hint}"
                 ));
             }
         }
