@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use weightspace_merge::{
-    Align, ExecOptions, MergeConfig, ParseOptions, Plan, PlanOptions, TOKENIZER_FILES,
-    config::parse_dtype, execute, plan,
+    Align, ExecOptions, MergeConfig, ParseOptions, Plan, PlanOptions, TOKENIZER_FILES, execute,
+    plan,
 };
 use weightspace_symmetry::{MatchOptions, align};
 
@@ -37,21 +37,29 @@ use crate::spec::{load, sym_err, write_output};
 /// first model when there is no base) by Git Re-Basin weight matching — for models trained
 /// from different initialisations — and merges the aligned copies.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  weightspace merge examples/merge/ties.yaml -o merged/
+  weightspace merge config.yaml -o merged/ --dry-run           # check the config and print the plan
+  weightspace merge config.yaml -o merged/ --dtype bfloat16 --align weight --overwrite")]
 pub struct Args {
     /// The mergekit YAML config.
     pub config: PathBuf,
+    /// Deprecated positional form of -o.
+    #[arg(hide = true)]
+    pub out_dir_positional: Option<PathBuf>,
     /// Output folder (must not exist or be empty, unless --overwrite).
-    pub out_dir: PathBuf,
+    #[arg(short, long = "output", value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
     /// Seed for the random methods (dare_*, della*): same seed, same bits.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Shard the output when it exceeds this size (e.g. 5GB, 500MB, 2GiB).
     #[arg(long, value_name = "SIZE", default_value = "5GB")]
     pub max_shard_size: String,
-    /// Output dtype for merged tensors (float32, float16, bfloat16, float64); overrides the
-    /// config's out_dtype/dtype.
-    #[arg(long)]
-    pub dtype: Option<String>,
+    /// Output dtype for merged tensors (float32/f32, float16/f16/half, bfloat16/bf16,
+    /// float64/f64); overrides the config's out_dtype/dtype.
+    #[arg(long, value_parser = crate::exit::float_dtype)]
+    pub dtype: Option<weightspace_io::DType>,
     /// Top-k for TIES per tensor (mergekit) or over the whole model (the TIES paper and
     /// FusionBench; a first pass reads every tensor).
     #[arg(long, value_name = "SCOPE", default_value = "tensor", value_parser = ["tensor", "global"])]
@@ -89,14 +97,9 @@ fn lift(e: weightspace_merge::Error) -> anyhow::Error {
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let dtype = match a.dtype.as_deref() {
-        None => None,
-        Some(s) => Some(parse_dtype(s).ok_or_else(|| {
-            bad_input(format!(
-                "--dtype {s}: expected float32, float16, bfloat16 or float64"
-            ))
-        })?),
-    };
+    let dtype = a.dtype;
+    let out_dir =
+        crate::exit::output_path("merge", a.out_dir.clone(), a.out_dir_positional.clone())?;
     let max_shard_bytes = shard_size(Some(&a.max_shard_size))?.expect("given");
     let topk_global = a.topk_scope == "global";
     let mut cfg = MergeConfig::from_file_with(&a.config, ParseOptions { lenient: a.lenient })
@@ -120,7 +123,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut _aligned = None;
     let mut align_report = Vec::new();
     if let (Some((reference, others)), false) = (&targets, a.dry_run) {
-        weightspace_merge::check_output(&a.out_dir, a.overwrite).map_err(lift)?;
+        weightspace_merge::check_output(&out_dir, a.overwrite).map_err(lift)?;
         let path_of = |p: &Plan, name: &str| {
             p.models
                 .iter()
@@ -130,7 +133,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         };
         let ref_path = path_of(&p, &reference.name);
         let (wr, spec, _) = load(&ref_path, None)?;
-        let parent = match a.out_dir.parent() {
+        let parent = match out_dir.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
@@ -194,7 +197,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let total_params: u64 = p.tensors.iter().map(|t| t.out.numel() as u64).sum();
     let total_bytes: u64 = p.tensors.iter().map(|t| t.out.nbytes() as u64).sum();
     if a.dry_run {
-        weightspace_merge::check_output(&a.out_dir, a.overwrite).map_err(lift)?;
+        weightspace_merge::check_output(&out_dir, a.overwrite).map_err(lift)?;
         if a.json {
             let tensors: Vec<_> = p
                 .tensors
@@ -254,7 +257,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let pb = progress::bar(p.tensors.len() as u64, "merging");
     let summary = execute(
         &p,
-        &a.out_dir,
+        &out_dir,
         &ExecOptions {
             seed: a.seed,
             max_shard_bytes: Some(max_shard_bytes),

@@ -228,7 +228,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     print!("{yaml}");
     merge::run(merge::Args {
         config: merge_cfg,
-        out_dir: out.join("merged"),
+        out_dir: Some(out.join("merged")),
+        out_dir_positional: None,
         seed: 0,
         max_shard_size: "5GB".into(),
         dtype: None,

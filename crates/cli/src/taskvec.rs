@@ -3,10 +3,9 @@
 use std::path::PathBuf;
 
 use weightspace_io::Checkpoint;
-use weightspace_merge::config::parse_dtype;
 use weightspace_merge::taskvec;
 
-use crate::exit::{bad_input, output_file, shard_size};
+use crate::exit::{bad_input, output_file, output_path, shard_size};
 
 /// Task vectors: `extract` writes FINETUNED − BASE; `apply` writes BASE + scale · Σ TV (a
 /// negative scale negates: forgetting a task).
@@ -20,27 +19,41 @@ pub struct Args {
 #[derive(clap::Subcommand, Debug)]
 pub enum Cmd {
     /// Write FINETUNED − BASE for every float tensor (f32 unless --dtype).
+    #[command(after_help = "Examples:
+  weightspace taskvec extract base.safetensors finetuned.safetensors -o tv.safetensors
+  weightspace taskvec extract base/ ft/ -o tv.safetensors --dtype bf16")]
     Extract {
         /// The base checkpoint.
         base: PathBuf,
         /// The fine-tuned checkpoint.
         finetuned: PathBuf,
+        /// Deprecated positional form of -o.
+        #[arg(hide = true)]
+        output_positional: Option<PathBuf>,
         /// Output `.safetensors` file, or an existing folder.
-        output: PathBuf,
-        /// Dtype of the task vector (float32, float16, bfloat16, float64).
-        #[arg(long)]
-        dtype: Option<String>,
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Dtype of the task vector (f32/float32, f16/float16/half, bf16/bfloat16, f64/float64).
+        #[arg(long, value_parser = crate::exit::float_dtype)]
+        dtype: Option<weightspace_io::DType>,
         /// Shard the output when it exceeds this size.
         #[arg(long, value_name = "SIZE")]
         max_shard_size: Option<String>,
     },
     /// Write BASE + scale · (TV1 + TV2 + …) in the base's dtypes.
+    #[command(after_help = "Examples:
+  weightspace taskvec apply base.safetensors tv.safetensors -o edited.safetensors
+  weightspace taskvec apply base.safetensors tv-a.safetensors tv-b.safetensors -o multi.safetensors --scale 0.5
+  weightspace taskvec apply base.safetensors tv.safetensors -o forgot.safetensors --scale -1")]
     Apply {
         /// The base checkpoint.
         base: PathBuf,
-        /// Task vectors, then the output file or folder last.
-        #[arg(required = true, num_args = 2..)]
+        /// Task vectors (without -o, the output last: deprecated).
+        #[arg(required = true, num_args = 1..)]
         paths: Vec<PathBuf>,
+        /// Output `.safetensors` file, or an existing folder.
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<PathBuf>,
         /// Multiplier of the summed task vectors (-1 negates).
         #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
         scale: f64,
@@ -64,18 +77,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         Cmd::Extract {
             base,
             finetuned,
+            output_positional,
             output,
             dtype,
             max_shard_size,
         } => {
-            let dtype = match dtype.as_deref() {
-                None => None,
-                Some(s) => Some(parse_dtype(s).ok_or_else(|| {
-                    bad_input(format!(
-                        "--dtype {s}: expected float32, float16, bfloat16 or float64"
-                    ))
-                })?),
-            };
+            let output = output_path("taskvec extract", output, output_positional)?;
             let b = Checkpoint::open(&base)?;
             let f = Checkpoint::open(&finetuned)?;
             taskvec::extract(
@@ -90,10 +97,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         Cmd::Apply {
             base,
             mut paths,
+            output,
             scale,
             max_shard_size,
         } => {
-            let output = paths.pop().expect("clap requires 2");
+            let positional = match (&output, paths.len()) {
+                (None, n) if n >= 2 => paths.pop(),
+                _ => None,
+            };
+            let output = output_path("taskvec apply", output, positional)?;
             let b = Checkpoint::open(&base)?;
             let tvs = paths
                 .iter()

@@ -71,11 +71,11 @@ fn bad_configs_exit_2_and_write_nothing() {
     ];
     for (yaml, key) in cases {
         std::fs::write(p("c.yaml"), &yaml).unwrap();
-        let (rc, _, err) = ws(&["merge", &p("c.yaml"), &p("out"), "--align", "weight"]);
+        let (rc, _, err) = ws(&["merge", &p("c.yaml"), "-o", &p("out"), "--align", "weight"]);
         // `--align weight` on the command line must not hide config errors either.
         assert_eq!(rc, 2, "{yaml}\n{err}");
         assert!(err.contains(key), "{key}: {err}");
-        let (rc, _, err) = ws(&["merge", &p("c.yaml"), &p("out")]);
+        let (rc, _, err) = ws(&["merge", &p("c.yaml"), "-o", &p("out")]);
         assert_eq!(rc, 2, "{yaml}\n{err}");
         let mut now = entries(d.path());
         now.retain(|n| n != "c.yaml");
@@ -106,7 +106,7 @@ fn align_then_merge_recovers_a_permuted_copy_and_helps_different_seeds() {
         );
         let cfg = p(&format!("{out}.yaml"));
         std::fs::write(&cfg, yaml).unwrap();
-        let (rc, stdout, err) = ws(&["merge", &cfg, &p(out)]);
+        let (rc, stdout, err) = ws(&["merge", &cfg, "-o", &p(out)]);
         assert_eq!(rc, 0, "{err}");
         if align {
             assert!(stdout.contains("by weight matching"), "{stdout}");
@@ -145,7 +145,15 @@ fn align_then_merge_recovers_a_permuted_copy_and_helps_different_seeds() {
         ),
     )
     .unwrap();
-    let (rc, out, err) = ws(&["merge", &cfg, &p("flag"), "--align", "weight", "--json"]);
+    let (rc, out, err) = ws(&[
+        "merge",
+        &cfg,
+        "-o",
+        &p("flag"),
+        "--align",
+        "weight",
+        "--json",
+    ]);
     assert_eq!(rc, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["aligned"][0]["l2_after"].as_f64().unwrap(), 0.0, "{out}");
@@ -186,13 +194,13 @@ fn unknown_config_keys_exit_2_with_a_suggestion_unless_lenient() {
     ];
     for (yaml, want) in cases {
         std::fs::write(p("c.yaml"), &yaml).unwrap();
-        let (rc, _, err) = ws(&["merge", &p("c.yaml"), &p("out")]);
+        let (rc, _, err) = ws(&["merge", &p("c.yaml"), "-o", &p("out")]);
         assert_eq!(rc, 2, "{yaml}\n{err}");
         assert!(err.contains(want), "{want}\n{err}");
         assert!(err.contains(&p("c.yaml")), "names the file: {err}");
         assert!(!d.path().join("out").exists());
         // --lenient: today's behaviour, a warning and a merge that ignores the key.
-        let (rc, _, err) = ws(&["merge", &p("c.yaml"), &p("out"), "--lenient"]);
+        let (rc, _, err) = ws(&["merge", &p("c.yaml"), "-o", &p("out"), "--lenient"]);
         assert_eq!(rc, 0, "{yaml}\n{err}");
         assert!(
             err.contains("warning:") && err.contains("did you mean"),
@@ -228,8 +236,20 @@ fn merge_output_has_tokenizer_config_and_model_card() {
         "# a comment kept verbatim\nmerge_method: task_arithmetic\nbase_model: {base}\nmodels:\n  - model: {a}\n    parameters: {{weight: 0.5}}\n"
     );
     std::fs::write(p("c.yaml"), &yaml).unwrap();
-    let (rc, _, err) = ws(&["merge", &p("c.yaml"), &p("out")]);
+    let (rc, _, err) = ws(&["merge", &p("c.yaml"), "-o", &p("out")]);
     assert_eq!(rc, 0, "{err}");
+    // The folder and its files get the umask's permissions (as mkdir and cp give them), not
+    // the temp folder's 0700 and temp files' 0600.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |f: &str| std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        std::fs::create_dir(p("plain_dir")).unwrap();
+        std::fs::File::create(p("plain_file")).unwrap();
+        assert_eq!(mode(&p("out")), mode(&p("plain_dir")));
+        assert_eq!(mode(&p("out/model.safetensors")), mode(&p("plain_file")));
+        assert_eq!(mode(&p("out/README.md")), mode(&p("plain_file")));
+    }
     let read = |f: &str| std::fs::read_to_string(d.path().join("out").join(f)).unwrap();
     // Without tokenizer_source: the base's tokenizer files and config.json, as mergekit.
     for t in ["tokenizer.json", "tokenizer_config.json", "vocab.txt"] {
@@ -257,14 +277,14 @@ fn merge_output_has_tokenizer_config_and_model_card() {
     // tokenizer_source: a model path copies that model's files; `base` the base's.
     for (src, tag) in [(a.as_str(), "a"), ("base", "base")] {
         std::fs::write(p("t.yaml"), format!("{yaml}tokenizer_source: {src}\n")).unwrap();
-        let (rc, _, err) = ws(&["merge", &p("t.yaml"), &p("out"), "--overwrite"]);
+        let (rc, _, err) = ws(&["merge", &p("t.yaml"), "-o", &p("out"), "--overwrite"]);
         assert_eq!(rc, 0, "{err}");
         assert_eq!(read("tokenizer.json"), format!("tokenizer.json of {tag}"));
         assert!(read("config.json").contains("\"base\""));
     }
     // `union` is refused, saying what to use instead.
     std::fs::write(p("u.yaml"), format!("{yaml}tokenizer_source: union\n")).unwrap();
-    let (rc, _, err) = ws(&["merge", &p("u.yaml"), &p("out2")]);
+    let (rc, _, err) = ws(&["merge", &p("u.yaml"), "-o", &p("out2")]);
     assert_eq!(rc, 2, "{err}");
     assert!(
         err.contains("`tokenizer_source`")
@@ -281,7 +301,7 @@ fn merge_output_has_tokenizer_config_and_model_card() {
         ),
     )
     .unwrap();
-    let (rc, _, err) = ws(&["merge", &p("f.yaml"), &p("out3")]);
+    let (rc, _, err) = ws(&["merge", &p("f.yaml"), "-o", &p("out3")]);
     assert_eq!(rc, 0, "{err}");
     let mut files = entries(&d.path().join("out3"));
     files.sort();

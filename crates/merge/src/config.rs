@@ -215,16 +215,10 @@ pub struct MergeConfig {
     pub text: String,
 }
 
-/// Parses mergekit's dtype names (`float32`, `bfloat16`, `float16`, `fp16`, ...).
+/// Parses mergekit's dtype names (`float32`, `bfloat16`, `float16`, `fp16`, `half`,
+/// `torch.bfloat16`, ...): the one spelling rule of [`weightspace_io::DType::parse_float`].
 pub fn parse_dtype(s: &str) -> Option<weightspace_io::DType> {
-    use weightspace_io::DType;
-    Some(match s.to_ascii_lowercase().as_str() {
-        "float32" | "fp32" | "f32" | "float" => DType::F32,
-        "float16" | "fp16" | "f16" | "half" => DType::F16,
-        "bfloat16" | "bf16" => DType::BF16,
-        "float64" | "fp64" | "f64" | "double" => DType::F64,
-        _ => return None,
-    })
+    weightspace_io::DType::parse_float(s)
 }
 
 /// How strictly [`MergeConfig::parse_with`] treats keys it does not know.

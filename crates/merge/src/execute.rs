@@ -446,9 +446,16 @@ pub fn execute(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "merged".into());
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{leaf}."))
-        .suffix(".partial")
+    let prefix = format!(".{leaf}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".partial");
+    // The finished folder gets what `mkdir` gives (0777 less the umask), not a temp dir's 0700.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o777));
+    }
+    let tmp = builder
         .tempdir_in(&parent)
         .map_err(|e| Error::fs(&parent, e))?;
     tracing::info!(
