@@ -27,10 +27,12 @@ pub enum Cmd {
     /// embedding LoRAs; LoRA biases (lora_B.bias) are added and modules_to_save tensors
     /// replace the base's. An adapter target missing in the base is an error naming it
     /// (exit 2). Every other base tensor is copied unchanged, in the base's dtypes.
-    ///
-    /// Example:
-    ///   weightspace lora merge Llama-3.2-1B/ my-adapter/ -o merged.safetensors
-    #[command(verbatim_doc_comment)]
+    #[command(
+        verbatim_doc_comment,
+        after_help = "Examples:
+  weightspace lora merge Llama-3.2-1B/ my-adapter/ -o merged.safetensors
+  weightspace lora merge gpt2/ gpt2-lora/ -o merged/ --json"
+    )]
     Merge {
         /// The base checkpoint (file, folder or *.index.json).
         base: PathBuf,
@@ -58,10 +60,12 @@ pub enum Cmd {
     /// Writes OUT_DIR/adapter_model.safetensors and OUT_DIR/adapter_config.json (PEFT
     /// loads them with PeftModel.from_pretrained) and a card OUT_DIR/README.md (both models'
     /// paths and BLAKE3 model hashes, each module's rank and energy kept).
-    ///
-    /// Example:
-    ///   weightspace lora extract base/ finetuned/ --rank 16 -o my-adapter/
-    #[command(verbatim_doc_comment)]
+    #[command(
+        verbatim_doc_comment,
+        after_help = "Examples:
+  weightspace lora extract base/ finetuned/ --rank 16 -o my-adapter/
+  weightspace lora extract gpt2/ gpt2-ft/ --rank 8 --fan-in-fan-out -o gpt2-lora/"
+    )]
     Extract {
         /// The base checkpoint.
         base: PathBuf,

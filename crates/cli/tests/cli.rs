@@ -785,6 +785,55 @@ fn inspect_and_hash_a_folder_of_models() {
     assert!(v.is_object());
 }
 
+/// The subcommands listed under "Commands:" in a `--help` text (without `help`).
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(String::from)
+        .collect()
+}
+
+/// Every command that runs (every leaf of the command tree) ends its `--help` with examples.
+#[test]
+fn every_command_help_ends_with_examples() {
+    let mut todo: Vec<Vec<String>> = subcommands(&stdout(&run(&["--help"])))
+        .into_iter()
+        .map(|c| vec![c])
+        .collect();
+    assert!(todo.len() > 15, "{todo:?}");
+    let mut leaves = 0;
+    while let Some(path) = todo.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let o = run(&args);
+        assert!(o.status.success(), "{path:?}");
+        let help = stdout(&o);
+        let subs = subcommands(&help);
+        if subs.is_empty() {
+            let tail = help.trim_end();
+            let ex = tail
+                .rfind("Examples:")
+                .unwrap_or_else(|| panic!("{path:?}: no examples"));
+            let examples: Vec<&str> = tail[ex..].lines().skip(1).collect();
+            assert!((2..=4).contains(&examples.len()), "{path:?}: {examples:?}");
+            assert!(
+                examples
+                    .iter()
+                    .all(|l| l.trim_start().starts_with("weightspace ")),
+                "{path:?}"
+            );
+            leaves += 1;
+        } else {
+            todo.extend(subs.into_iter().map(|s| [path.clone(), vec![s]].concat()));
+        }
+    }
+    assert!(leaves > 25, "{leaves}");
+}
+
 #[test]
 fn help_for_every_command() {
     for cmd in ["inspect", "stats", "diff", "hash", "convert", "quickstart"] {
