@@ -140,7 +140,7 @@ pub fn run(cmd: ZooCmd) -> anyhow::Result<()> {
             > = Default::default();
             let mut order = Vec::new();
             for r in &rows {
-                let id = r["model_id"].as_str().unwrap_or("").to_string();
+                let id = zoo::Catalog::model_id(r).to_string();
                 if !last.contains_key(&id) {
                     order.push(id.clone());
                 }
@@ -151,18 +151,25 @@ pub fn run(cmd: ZooCmd) -> anyhow::Result<()> {
                 "model_id", "parent_id", "epoch", "arch", "train_acc", "test_acc", "params"
             );
             let f = |v: &serde_json::Value| v.as_f64().map_or("nan".into(), |x| format!("{x:.4}"));
+            let null = serde_json::Value::Null;
             for id in &order {
                 let r = last[id];
+                let g = |k: &str| r.get(k).unwrap_or(&null);
+                let text = |k: &str| match g(k) {
+                    serde_json::Value::Null => "-".to_string(),
+                    serde_json::Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                };
                 println!(
                     "{:<16} {:<16} {:>5} {:>6} {:>9} {:>9} {:>8}  {}",
                     id,
-                    r["parent_id"].as_str().unwrap_or("-"),
-                    r["epoch"],
-                    r["arch"].as_str().unwrap_or(""),
-                    f(&r["train_accuracy"]),
-                    f(&r["test_accuracy"]),
-                    r["num_params"],
-                    r["file"].as_str().unwrap_or("")
+                    text("parent_id"),
+                    zoo::Catalog::epoch(r),
+                    text("arch"),
+                    f(g("train_accuracy")),
+                    f(g("test_accuracy")),
+                    text("num_params"),
+                    zoo::Catalog::file(r)
                 );
             }
             println!("{}", zoo::summary(&rows));
