@@ -319,10 +319,15 @@ pub struct ColumnInfo {
     pub kind: ColumnKind,
 }
 
+/// Columns holding model ids: text, or integers that are read as text.
+const ID_COLUMNS: [&str; 2] = ["model_id", "parent_id"];
+
 /// What a known column must hold, for the type check on reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Expect {
     Text,
+    /// A model id: text, or integers (read as their decimal text).
+    Id,
     Int,
     Number,
     Bool,
@@ -333,6 +338,7 @@ impl Expect {
         matches!(
             (self, k),
             (Expect::Text, ColumnKind::Text)
+                | (Expect::Id, ColumnKind::Text | ColumnKind::Int)
                 | (Expect::Int, ColumnKind::Int)
                 | (Expect::Number, ColumnKind::Int | ColumnKind::Float)
                 | (Expect::Bool, ColumnKind::Bool)
@@ -341,6 +347,7 @@ impl Expect {
     fn describe(self) -> &'static str {
         match self {
             Expect::Text => "text (Utf8, LargeUtf8, Utf8View or a dictionary of strings)",
+            Expect::Id => "text or an integer",
             Expect::Int => "an integer (Int8…Int64 or UInt8…UInt64)",
             Expect::Number => "a number (an integer or Float16/32/64)",
             Expect::Bool => "a boolean",
@@ -351,6 +358,9 @@ impl Expect {
 /// The type a catalog column of the zoo's own layout must have; `None` for columns the zoo does
 /// not define (other tools' columns: any type is read).
 fn expected_kind(name: &str) -> Option<Expect> {
+    if ID_COLUMNS.contains(&name) {
+        return Some(Expect::Id);
+    }
     COLUMNS
         .iter()
         .find(|(n, _)| *n == name)
@@ -535,8 +545,15 @@ impl Catalog {
             let start = rows.len();
             rows.extend((0..batch.num_rows()).map(|_| Map::new()));
             for (ci, info) in columns.iter().enumerate() {
-                let vals = column_values(batch.column(ci).as_ref(), info.kind)
+                let mut vals = column_values(batch.column(ci).as_ref(), info.kind)
                     .map_err(|e| unreadable(format!("column `{}`: {e}", info.name)))?;
+                if ID_COLUMNS.contains(&info.name.as_str()) && info.kind == ColumnKind::Int {
+                    for v in &mut vals {
+                        if let Value::Number(n) = v {
+                            *v = Value::String(n.to_string());
+                        }
+                    }
+                }
                 for (r, v) in vals.into_iter().enumerate() {
                     rows[start + r].insert(info.name.clone(), v);
                 }
@@ -587,7 +604,7 @@ impl Catalog {
         self.columns.iter().find(|c| c.name == name)
     }
 
-    /// A checked row's model id.
+    /// A checked row's model id (integer ids read as their decimal text).
     pub fn model_id(row: &Map<String, Value>) -> &str {
         row.get("model_id").and_then(Value::as_str).unwrap_or("")
     }

@@ -78,6 +78,24 @@ fn foreign_types_read_by_family() {
 }
 
 #[test]
+fn integer_model_ids_read_as_text() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cols = foreign::make_models(d.path(), 3);
+    cols[0].data = Data::I32(vec![Some(7), Some(8), Some(9)]);
+    foreign::write_catalog(&d.path().join("catalog.parquet"), &cols);
+    let cat = Catalog::open(d.path()).unwrap();
+    assert_eq!(Catalog::model_id(&cat.rows[2]), "9");
+    // But a float id is refused by name.
+    cols[0].data = Data::of_type(4, 3);
+    foreign::write_catalog(&d.path().join("catalog.parquet"), &cols);
+    let e = Catalog::open(d.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("column `model_id` has Arrow type Float64, expected text or an integer"),
+        "{e}"
+    );
+}
+
+#[test]
 fn errors_name_the_problem() {
     let d = tempfile::tempdir().unwrap();
     let mut cols = foreign::base_columns(d.path(), 3);

@@ -301,7 +301,7 @@ pub fn expected_catalog_error(fault: &Fault) -> Option<Vec<String>> {
         Fault::Retype(c, t) => {
             let d = Data::of_type(t, 1);
             let ok = match c {
-                0 => d.is_text(),
+                0 => d.is_text() || d.is_int(),
                 1 => false,
                 2 => d.is_number(),
                 _ => d.is_int(),
