@@ -330,7 +330,6 @@ enum Expect {
     Id,
     Int,
     Number,
-    Bool,
 }
 
 impl Expect {
@@ -341,7 +340,6 @@ impl Expect {
                 | (Expect::Id, ColumnKind::Text | ColumnKind::Int)
                 | (Expect::Int, ColumnKind::Int)
                 | (Expect::Number, ColumnKind::Int | ColumnKind::Float)
-                | (Expect::Bool, ColumnKind::Bool)
         )
     }
     fn describe(self) -> &'static str {
@@ -350,26 +348,34 @@ impl Expect {
             Expect::Id => "text or an integer",
             Expect::Int => "an integer (Int8…Int64 or UInt8…UInt64)",
             Expect::Number => "a number (an integer or Float16/32/64)",
-            Expect::Bool => "a boolean",
         }
     }
 }
 
-/// The type a catalog column of the zoo's own layout must have; `None` for columns the zoo does
-/// not define (other tools' columns: any type is read).
+/// Columns whose values some command interprets (listing, summaries, exports, learning), with
+/// the type they must have. Every other column, the hyper-parameters included, is read
+/// whatever its type: another tool may well store `hidden` as a list or `seed` as text.
+const TYPED_COLUMNS: &[(&str, Expect)] = &[
+    ("model_id", Expect::Id),
+    ("parent_id", Expect::Id),
+    ("file", Expect::Text),
+    ("epoch", Expect::Int),
+    ("group", Expect::Text),
+    ("activation", Expect::Text),
+    ("num_params", Expect::Int),
+    ("train_loss", Expect::Number),
+    ("train_accuracy", Expect::Number),
+    ("test_loss", Expect::Number),
+    ("test_accuracy", Expect::Number),
+    ("generalization_gap", Expect::Number),
+];
+
+/// The type column `name` must have; `None` when any type is read.
 fn expected_kind(name: &str) -> Option<Expect> {
-    if ID_COLUMNS.contains(&name) {
-        return Some(Expect::Id);
-    }
-    COLUMNS
+    TYPED_COLUMNS
         .iter()
         .find(|(n, _)| *n == name)
-        .map(|(_, k)| match k {
-            Kind::Str | Kind::Json => Expect::Text,
-            Kind::Int => Expect::Int,
-            Kind::Float => Expect::Number,
-            Kind::Bool => Expect::Bool,
-        })
+        .map(|(_, e)| *e)
 }
 
 /// What is wrong with a catalog read from disk. Rows are counted from 0, as pandas and polars
@@ -475,10 +481,10 @@ fn model(id: &Option<String>) -> String {
 /// [`Catalog::read`] checks what every command relies on, so that a catalog written by another
 /// tool either reads or is refused with a [`CatalogProblem`] naming the column, row or file:
 /// the required columns (`model_id`, `file`; see [`REQUIRED_COLUMNS`]) are present, text and
-/// never null; `epoch`, when present, is a non-negative integer in every row; columns of the
-/// zoo's own layout have their type (`test_accuracy` a number, `group` text, ...); no two
-/// columns share a name; no (model id, epoch) pair and no file appears twice. Columns it does
-/// not know are read whatever their type.
+/// never null; `epoch`, when present, is a non-negative integer in every row; the columns
+/// commands interpret have their type (`test_accuracy` a number, `group` text, ...); no two
+/// columns share a name; no (model id, epoch) pair and no file appears twice. Every other
+/// column (hyper-parameters, other tools' columns) is read whatever its type.
 #[derive(Clone, Debug)]
 pub struct Catalog {
     /// The catalog file.
@@ -941,6 +947,13 @@ mod tests {
             num_params: 10,
             file: format!("models/{id}/epoch_{epoch}.safetensors"),
             weights_hash: "00".into(),
+        }
+    }
+
+    #[test]
+    fn typed_columns_are_catalog_columns() {
+        for (n, _) in TYPED_COLUMNS {
+            assert!(COLUMNS.iter().any(|(c, _)| c == n), "{n}");
         }
     }
 

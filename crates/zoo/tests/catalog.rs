@@ -75,6 +75,13 @@ fn foreign_types_read_by_family() {
     );
     // No epoch column: every model is one state at epoch 0.
     assert_eq!(Catalog::epoch(&cat.rows[1]), 0);
+    // Hyper-parameter columns may have any type (another tool's `hidden` as a list, `seed` as
+    // text); the columns commands interpret may not.
+    cols.push(Col::new("hidden", Data::of_type(7, 3)));
+    cols.push(Col::new("seed", Data::of_type(0, 3)));
+    foreign::write_catalog(&d.path().join("catalog.parquet"), &cols);
+    let cat = Catalog::open(d.path()).unwrap();
+    assert_eq!(cat.rows[0]["hidden"], "[0, 16]");
 }
 
 #[test]

@@ -231,7 +231,7 @@ pub enum Fault {
     DuplicateColumn(usize),
     /// An extra column of type `t` that no zoo reader knows: harmless.
     Extra(usize),
-    /// A `seed` column (a column the zoo's own layout defines as an integer) holding text.
+    /// A `num_params` column (which `zoo export` reads as an integer) holding text.
     KnownColumnAsText,
 }
 
@@ -278,7 +278,7 @@ pub fn write_faulty(dir: &Path, mut cols: Vec<Col>, fault: &Fault, extra: usize,
             cols.push(copy);
         }
         Fault::Extra(t) => cols.push(Col::new(&format!("extra_{t}"), Data::of_type(t, n))),
-        Fault::KnownColumnAsText => cols.push(Col::new("seed", Data::of_type(0, n))),
+        Fault::KnownColumnAsText => cols.push(Col::new("num_params", Data::of_type(0, n))),
     }
     for t in 0..extra {
         cols.push(Col::new(&format!("notes_{t}"), Data::of_type(t * 3 + 1, n)));
@@ -324,6 +324,6 @@ pub fn expected_catalog_error(fault: &Fault) -> Option<Vec<String>> {
             "does not exist",
         ]),
         Fault::DuplicateColumn(c) => v(&[&format!("column `{}` appears more than once", NAMES[c])]),
-        Fault::KnownColumnAsText => v(&["column `seed` has Arrow type Utf8", "an integer"]),
+        Fault::KnownColumnAsText => v(&["column `num_params` has Arrow type Utf8", "an integer"]),
     }
 }
