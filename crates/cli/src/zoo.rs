@@ -32,7 +32,8 @@ pub enum ZooCmd {
         #[arg(long)]
         json: bool,
     },
-    /// List a zoo's models (last state of each) and summarise its accuracy distribution.
+    /// List a zoo's models (last state of each) and summarise its accuracy distribution. Works
+    /// on zoos from other tools too (catalog.parquet with model_id and file columns).
     Ls {
         /// Zoo folder.
         dir: PathBuf,
@@ -40,7 +41,8 @@ pub enum ZooCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Re-evaluate every checkpoint from its file and check it against the catalog.
+    /// Re-evaluate every checkpoint from its file and check it against the catalog (needs the
+    /// zoo.toml that made the zoo).
     Eval {
         /// Zoo folder.
         dir: PathBuf,
@@ -49,7 +51,8 @@ pub enum ZooCmd {
         json: bool,
     },
     /// Export the zoo as one .npz: `weights` [states, params] plus one array per catalog
-    /// column (`d = np.load(F); d["weights"], d["test_accuracy"]`).
+    /// column (`d = np.load(F); d["weights"], d["test_accuracy"]`). Checkpoints from other
+    /// tools contribute every tensor but BatchNorm buffers, in file order.
     Export {
         /// Zoo folder.
         dir: PathBuf,

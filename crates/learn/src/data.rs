@@ -4,6 +4,10 @@
 //! All states of a zoo must share one architecture (the same layer chain: tensor shapes in
 //! order; names may differ, as a dropout module shifts `nn.Sequential` indices); a zoo with
 //! several (e.g. an MLP group and a CNN group) is narrowed with a group filter.
+//!
+//! The catalog is read through `weightspace_zoo::Catalog`, so a zoo from another tool (only
+//! `catalog.parquet` with `model_id` and `file`, and the weight files) loads too; a catalog
+//! that cannot be used is an error naming the column, row or file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -314,7 +318,7 @@ pub fn load_zoo(dir: &Path, opts: &LoadOptions, task: Option<&Task>) -> Result<Z
     if !dir.is_dir() {
         return Err(Error::Zoo {
             path: dir.to_path_buf(),
-            msg: "not a folder (expected a zoo made by `weightspace zoo train`)".into(),
+            msg: "not a folder (expected a zoo folder holding catalog.parquet)".into(),
         });
     }
     let cat = Catalog::open(dir)?;
