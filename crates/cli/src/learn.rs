@@ -48,7 +48,8 @@ pub enum LearnCmd {
 /// Options shared by `train` and `bench`.
 #[derive(ClapArgs, Debug, Clone)]
 pub struct Common {
-    /// Zoo folder (made by `weightspace zoo train`).
+    /// Zoo folder: made by `weightspace zoo train`, or by another tool (catalog.parquet with at
+    /// least model_id and file columns, and the weight files; see the README).
     #[arg(long)]
     pub zoo: PathBuf,
     /// What to predict: test_acc, gen_gap, or a catalog column (hyper-parameters; text columns

@@ -32,7 +32,8 @@ pub enum ZooCmd {
         #[arg(long)]
         json: bool,
     },
-    /// List a zoo's models (last state of each) and summarise its accuracy distribution.
+    /// List a zoo's models (last state of each) and summarise its accuracy distribution. Works
+    /// on zoos from other tools too (catalog.parquet with model_id and file columns).
     Ls {
         /// Zoo folder.
         dir: PathBuf,
@@ -40,7 +41,8 @@ pub enum ZooCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Re-evaluate every checkpoint from its file and check it against the catalog.
+    /// Re-evaluate every checkpoint from its file and check it against the catalog (needs the
+    /// zoo.toml that made the zoo).
     Eval {
         /// Zoo folder.
         dir: PathBuf,
@@ -49,7 +51,8 @@ pub enum ZooCmd {
         json: bool,
     },
     /// Export the zoo as one .npz: `weights` [states, params] plus one array per catalog
-    /// column (`d = np.load(F); d["weights"], d["test_accuracy"]`).
+    /// column (`d = np.load(F); d["weights"], d["test_accuracy"]`). Checkpoints from other
+    /// tools contribute every tensor but BatchNorm buffers, in file order.
     Export {
         /// Zoo folder.
         dir: PathBuf,
@@ -140,7 +143,7 @@ pub fn run(cmd: ZooCmd) -> anyhow::Result<()> {
             > = Default::default();
             let mut order = Vec::new();
             for r in &rows {
-                let id = r["model_id"].as_str().unwrap_or("").to_string();
+                let id = zoo::Catalog::model_id(r).to_string();
                 if !last.contains_key(&id) {
                     order.push(id.clone());
                 }
@@ -151,18 +154,25 @@ pub fn run(cmd: ZooCmd) -> anyhow::Result<()> {
                 "model_id", "parent_id", "epoch", "arch", "train_acc", "test_acc", "params"
             );
             let f = |v: &serde_json::Value| v.as_f64().map_or("nan".into(), |x| format!("{x:.4}"));
+            let null = serde_json::Value::Null;
             for id in &order {
                 let r = last[id];
+                let g = |k: &str| r.get(k).unwrap_or(&null);
+                let text = |k: &str| match g(k) {
+                    serde_json::Value::Null => "-".to_string(),
+                    serde_json::Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                };
                 println!(
                     "{:<16} {:<16} {:>5} {:>6} {:>9} {:>9} {:>8}  {}",
                     id,
-                    r["parent_id"].as_str().unwrap_or("-"),
-                    r["epoch"],
-                    r["arch"].as_str().unwrap_or(""),
-                    f(&r["train_accuracy"]),
-                    f(&r["test_accuracy"]),
-                    r["num_params"],
-                    r["file"].as_str().unwrap_or("")
+                    text("parent_id"),
+                    zoo::Catalog::epoch(r),
+                    text("arch"),
+                    f(g("train_accuracy")),
+                    f(g("test_accuracy")),
+                    text("num_params"),
+                    zoo::Catalog::file(r)
                 );
             }
             println!("{}", zoo::summary(&rows));

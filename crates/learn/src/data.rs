@@ -4,6 +4,10 @@
 //! All states of a zoo must share one architecture (the same layer chain: tensor shapes in
 //! order; names may differ, as a dropout module shifts `nn.Sequential` indices); a zoo with
 //! several (e.g. an MLP group and a CNN group) is narrowed with a group filter.
+//!
+//! The catalog is read through `weightspace_zoo::Catalog`, so a zoo from another tool (only
+//! `catalog.parquet` with `model_id` and `file`, and the weight files) loads too; a catalog
+//! that cannot be used is an error naming the column, row or file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -12,6 +16,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use weightspace_io::Checkpoint;
+use weightspace_zoo::catalog::{Catalog, ColumnInfo, ColumnKind};
 use weightspace_zoo::rng::Rng;
 
 use crate::error::{Error, Result};
@@ -313,13 +318,22 @@ pub fn load_zoo(dir: &Path, opts: &LoadOptions, task: Option<&Task>) -> Result<Z
     if !dir.is_dir() {
         return Err(Error::Zoo {
             path: dir.to_path_buf(),
-            msg: "not a folder (expected a zoo made by `weightspace zoo train`)".into(),
+            msg: "not a folder (expected a zoo folder holding catalog.parquet)".into(),
         });
     }
-    let rows = weightspace_zoo::read_catalog(dir)?;
+    let cat = Catalog::open(dir)?;
     let col = target_column(&opts.target).to_string();
-    let mut rows: Vec<_> = rows
-        .into_iter()
+    if let Some(g) = &opts.group
+        && cat.column("group").is_none()
+    {
+        return Err(Error::Zoo {
+            path: cat.path.clone(),
+            msg: format!("no column `group`, so the group filter `{g}` cannot be applied"),
+        });
+    }
+    let mut rows: Vec<_> = cat
+        .rows
+        .iter()
         .filter(|r| {
             opts.group
                 .as_ref()
@@ -335,34 +349,46 @@ pub fn load_zoo(dir: &Path, opts: &LoadOptions, task: Option<&Task>) -> Result<Z
             },
         });
     }
-    let known: BTreeSet<&str> = rows[0].keys().map(|k| k.as_str()).collect();
-    if !known.contains(col.as_str()) || NOT_TARGETS.contains(&col.as_str()) {
-        let cands: Vec<&str> = known
-            .iter()
-            .copied()
-            .filter(|k| !NOT_TARGETS.contains(k))
-            .collect();
-        return Err(Error::Target {
-            target: opts.target.clone(),
-            msg: format!(
-                "expected test_acc, gen_gap or a catalog column: {}",
-                cands.join(", ")
-            ),
-        });
+    let usable =
+        |c: &ColumnInfo| !NOT_TARGETS.contains(&c.name.as_str()) && c.kind != ColumnKind::Other;
+    match cat.column(&col) {
+        Some(c) if usable(c) => {}
+        found => {
+            let cands: Vec<&str> = cat
+                .columns
+                .iter()
+                .filter(|c| usable(c))
+                .map(|c| c.name.as_str())
+                .collect();
+            let why = match found {
+                Some(c) if c.kind == ColumnKind::Other => format!(
+                    "column `{col}` has Arrow type {}; a target is a number, text or a boolean",
+                    c.arrow_type
+                ),
+                Some(_) => format!("column `{col}` identifies a model state, it is not a target"),
+                None => format!("{} has no column `{col}`", cat.path.display()),
+            };
+            return Err(Error::Target {
+                target: opts.target.clone(),
+                msg: format!(
+                    "{why}; expected test_acc, gen_gap or a catalog column: {}",
+                    cands.join(", ")
+                ),
+            });
+        }
     }
     // Which states.
-    let last: BTreeMap<String, i64> = rows.iter().fold(BTreeMap::new(), |mut m, r| {
-        let id = r["model_id"].as_str().unwrap_or_default().to_string();
-        let e = r["epoch"].as_i64().unwrap_or(0);
-        let v = m.entry(id).or_insert(e);
+    let last: BTreeMap<&str, i64> = rows.iter().fold(BTreeMap::new(), |mut m, r| {
+        let e = Catalog::epoch(r);
+        let v = m.entry(Catalog::model_id(r)).or_insert(e);
         *v = (*v).max(e);
         m
     });
     rows.retain(|r| {
-        let e = r["epoch"].as_i64().unwrap_or(-1);
+        let e = Catalog::epoch(r);
         match &opts.states {
             States::All => true,
-            States::Last => last.get(r["model_id"].as_str().unwrap_or_default()) == Some(&e),
+            States::Last => last.get(Catalog::model_id(r)) == Some(&e),
             States::Epochs(es) => es.iter().any(|&x| x as i64 == e),
         }
     });
@@ -379,7 +405,7 @@ pub fn load_zoo(dir: &Path, opts: &LoadOptions, task: Option<&Task>) -> Result<Z
         None => {
             let vals: Vec<&Value> = rows
                 .iter()
-                .map(|r| &r[&col])
+                .filter_map(|r| r.get(&col))
                 .filter(|v| !v.is_null())
                 .collect();
             if vals.is_empty() {
@@ -413,7 +439,7 @@ pub fn load_zoo(dir: &Path, opts: &LoadOptions, task: Option<&Task>) -> Result<Z
     let mut skipped = 0usize;
     let mut todo = Vec::new();
     for r in &rows {
-        let v = &r[&col];
+        let v = r.get(&col).unwrap_or(&Value::Null);
         let y = match &task {
             Task::Regression => v.as_f64(),
             Task::Classification { classes } => class_name(v)
@@ -430,8 +456,7 @@ pub fn load_zoo(dir: &Path, opts: &LoadOptions, task: Option<&Task>) -> Result<Z
         target: opts.target.clone(),
         msg: "no model state has a value for it".into(),
     })?;
-    let file =
-        |r: &serde_json::Map<String, Value>| dir.join(r["file"].as_str().unwrap_or_default());
+    let file = |r: &serde_json::Map<String, Value>| dir.join(Catalog::file(r));
     let layout = {
         let p = file(first.0);
         let ck = Checkpoint::open(&p)?;
@@ -456,8 +481,8 @@ pub fn load_zoo(dir: &Path, opts: &LoadOptions, task: Option<&Task>) -> Result<Z
                 return Ok(None);
             }
             Ok(Some(Sample {
-                model_id: r["model_id"].as_str().unwrap_or_default().to_string(),
-                epoch: r["epoch"].as_i64().unwrap_or(0) as usize,
+                model_id: Catalog::model_id(r).to_string(),
+                epoch: Catalog::epoch(r) as usize,
                 y: *y,
                 homogeneous: activation_homogeneous(r),
                 net,

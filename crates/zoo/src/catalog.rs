@@ -7,12 +7,12 @@
 //! column per hyper-parameter (see [`crate::config::KEYS`]; list values as JSON text,
 //! architecture keys that do not apply to the model's `arch` are null).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int64Array,
-    Int64Builder, RecordBatch, StringArray, StringBuilder,
+    Int64Builder, RecordBatch, StringBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
@@ -277,44 +277,522 @@ pub fn write_parquet(path: &Path, rows: &[CatalogRow]) -> Result<()> {
     Ok(())
 }
 
-/// Reads a catalog written by [`write_parquet`] back as flat JSON rows (column → value).
+/// Reads a catalog back as flat JSON rows (column → value), checked like [`Catalog::read`]
+/// (no file checks: the rows' files are not looked at).
 pub fn read_parquet(path: &Path) -> Result<Vec<Map<String, Value>>> {
-    let err = |e: String| Error::Catalog {
-        path: path.to_path_buf(),
-        msg: e,
-    };
-    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-        .map_err(|e| err(e.to_string()))?
-        .build()
-        .map_err(|e| err(e.to_string()))?;
-    let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| err(e.to_string()))?;
-        let start = out.len();
-        out.extend((0..batch.num_rows()).map(|_| Map::new()));
-        for (fi, field) in batch.schema().fields().iter().enumerate() {
-            let col = batch.column(fi);
-            for r in 0..batch.num_rows() {
-                let v = if col.is_null(r) {
+    Ok(Catalog::read(path)?.rows)
+}
+
+/// The columns a catalog must have, whoever made it: what each means.
+pub const REQUIRED_COLUMNS: &[(&str, &str)] = &[
+    ("model_id", "the model's id, text"),
+    (
+        "file",
+        "the checkpoint path relative to the zoo folder, text",
+    ),
+];
+
+/// How a catalog column's values are read (whatever Arrow type of that family it has).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum ColumnKind {
+    /// Utf8, LargeUtf8, Utf8View or a dictionary of strings: JSON strings.
+    Text,
+    /// Any signed or unsigned integer type: JSON integers.
+    Int,
+    /// Float16/32/64 or decimal: JSON numbers (NaN as null).
+    Float,
+    /// Boolean.
+    Bool,
+    /// Anything else (lists, structs, timestamps, binary, ...): Arrow's display text, so that it
+    /// can be listed and exported but not used as a number.
+    Other,
+}
+
+/// One column of a catalog as read from disk.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ColumnInfo {
+    /// Column name.
+    pub name: String,
+    /// The Arrow type in the file, as Arrow prints it (`Int64`, `Utf8`, `List(Int64)`, ...).
+    pub arrow_type: String,
+    /// How its values are read.
+    pub kind: ColumnKind,
+}
+
+/// Columns holding model ids: text, or integers that are read as text.
+const ID_COLUMNS: [&str; 2] = ["model_id", "parent_id"];
+
+/// What a known column must hold, for the type check on reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    Text,
+    /// A model id: text, or integers (read as their decimal text).
+    Id,
+    Int,
+    Number,
+}
+
+impl Expect {
+    fn accepts(self, k: ColumnKind) -> bool {
+        matches!(
+            (self, k),
+            (Expect::Text, ColumnKind::Text)
+                | (Expect::Id, ColumnKind::Text | ColumnKind::Int)
+                | (Expect::Int, ColumnKind::Int)
+                | (Expect::Number, ColumnKind::Int | ColumnKind::Float)
+        )
+    }
+    fn describe(self) -> &'static str {
+        match self {
+            Expect::Text => "text (Utf8, LargeUtf8, Utf8View or a dictionary of strings)",
+            Expect::Id => "text or an integer",
+            Expect::Int => "an integer (Int8…Int64 or UInt8…UInt64)",
+            Expect::Number => "a number (an integer or Float16/32/64)",
+        }
+    }
+}
+
+/// Columns whose values some command interprets (listing, summaries, exports, learning), with
+/// the type they must have. Every other column, the hyper-parameters included, is read
+/// whatever its type: another tool may well store `hidden` as a list or `seed` as text.
+const TYPED_COLUMNS: &[(&str, Expect)] = &[
+    ("model_id", Expect::Id),
+    ("parent_id", Expect::Id),
+    ("file", Expect::Text),
+    ("epoch", Expect::Int),
+    ("group", Expect::Text),
+    ("activation", Expect::Text),
+    ("num_params", Expect::Int),
+    ("train_loss", Expect::Number),
+    ("train_accuracy", Expect::Number),
+    ("test_loss", Expect::Number),
+    ("test_accuracy", Expect::Number),
+    ("generalization_gap", Expect::Number),
+];
+
+/// The type column `name` must have; `None` when any type is read.
+fn expected_kind(name: &str) -> Option<Expect> {
+    TYPED_COLUMNS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, e)| *e)
+}
+
+/// What is wrong with a catalog read from disk. Rows are counted from 0, as pandas and polars
+/// number them.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum CatalogProblem {
+    /// The file is not a Parquet file Arrow can read.
+    #[error("not a readable Parquet file: {0}")]
+    Unreadable(String),
+    /// A column every catalog needs is absent.
+    #[error("missing column `{column}` ({meaning}); the catalog has: {present}")]
+    MissingColumn {
+        /// The column.
+        column: String,
+        /// What it holds.
+        meaning: String,
+        /// The columns it does have, comma-separated.
+        present: String,
+    },
+    /// Two columns share a name.
+    #[error("column `{column}` appears more than once")]
+    DuplicateColumn {
+        /// The column.
+        column: String,
+    },
+    /// A column has an Arrow type its meaning does not allow.
+    #[error("column `{column}` has Arrow type {found}, expected {expected}")]
+    ColumnType {
+        /// The column.
+        column: String,
+        /// The Arrow type in the file.
+        found: String,
+        /// What it must be.
+        expected: String,
+    },
+    /// A column that needs a value in every row has a null.
+    #[error("row {row}{}: column `{column}` is null", model(.model_id))]
+    Null {
+        /// The column.
+        column: String,
+        /// Row index (from 0).
+        row: usize,
+        /// The row's model id, when it has one.
+        model_id: Option<String>,
+    },
+    /// A value that its column cannot hold (a negative epoch, an empty file name).
+    #[error("row {row}{}: column `{column}`: {msg}", model(.model_id))]
+    BadValue {
+        /// The column.
+        column: String,
+        /// Row index (from 0).
+        row: usize,
+        /// The row's model id, when it has one.
+        model_id: Option<String>,
+        /// What is wrong.
+        msg: String,
+    },
+    /// Two rows describe the same model state.
+    #[error("model `{model_id}`{} appears twice, in rows {first} and {second}", .epoch.map(|e| format!(" at epoch {e}")).unwrap_or_default())]
+    DuplicateId {
+        /// The model id.
+        model_id: String,
+        /// The epoch (when the catalog has an `epoch` column).
+        epoch: Option<i64>,
+        /// First row.
+        first: usize,
+        /// Second row.
+        second: usize,
+    },
+    /// Two rows point to the same checkpoint file.
+    #[error("rows {first} and {second} both have file `{file}`")]
+    DuplicateFile {
+        /// The file, as written in the catalog.
+        file: String,
+        /// First row.
+        first: usize,
+        /// Second row.
+        second: usize,
+    },
+    /// A row's checkpoint file is not there.
+    #[error("row {row} (model `{model_id}`): file `{file}` does not exist in the zoo folder {}", .dir.display())]
+    MissingFile {
+        /// The file, as written in the catalog (relative to the zoo folder).
+        file: String,
+        /// Row index (from 0).
+        row: usize,
+        /// The row's model id.
+        model_id: String,
+        /// The zoo folder.
+        dir: PathBuf,
+    },
+}
+
+fn model(id: &Option<String>) -> String {
+    id.as_ref()
+        .map(|m| format!(" (model `{m}`)"))
+        .unwrap_or_default()
+}
+
+/// A catalog read from disk and checked: the columns with their types, and one flat JSON row
+/// per model state.
+///
+/// [`Catalog::read`] checks what every command relies on, so that a catalog written by another
+/// tool either reads or is refused with a [`CatalogProblem`] naming the column, row or file:
+/// the required columns (`model_id`, `file`; see [`REQUIRED_COLUMNS`]) are present, text and
+/// never null; `epoch`, when present, is a non-negative integer in every row; the columns
+/// commands interpret have their type (`test_accuracy` a number, `group` text, ...); no two
+/// columns share a name; no (model id, epoch) pair and no file appears twice. Every other
+/// column (hyper-parameters, other tools' columns) is read whatever its type.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    /// The catalog file.
+    pub path: PathBuf,
+    /// The columns, in file order.
+    pub columns: Vec<ColumnInfo>,
+    /// The rows: column → value (null where the file has a null).
+    pub rows: Vec<Map<String, Value>>,
+}
+
+impl Catalog {
+    /// Reads and checks a catalog file (see [`Catalog`] for what is checked).
+    pub fn read(path: &Path) -> Result<Catalog> {
+        let bad = |problem: CatalogProblem| Error::BadCatalog {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let unreadable = |e: String| bad(CatalogProblem::Unreadable(e));
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .map_err(|e| unreadable(e.to_string()))?;
+        let schema = builder.schema().clone();
+        let mut columns: Vec<ColumnInfo> = Vec::with_capacity(schema.fields().len());
+        for field in schema.fields() {
+            if columns.iter().any(|c| c.name == *field.name()) {
+                return Err(bad(CatalogProblem::DuplicateColumn {
+                    column: field.name().clone(),
+                }));
+            }
+            columns.push(ColumnInfo {
+                name: field.name().clone(),
+                arrow_type: field.data_type().to_string(),
+                kind: kind_of(field.data_type()),
+            });
+        }
+        for (name, meaning) in REQUIRED_COLUMNS {
+            if !columns.iter().any(|c| c.name == *name) {
+                return Err(bad(CatalogProblem::MissingColumn {
+                    column: name.to_string(),
+                    meaning: meaning.to_string(),
+                    present: columns
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }));
+            }
+        }
+        for c in &columns {
+            if let Some(want) = expected_kind(&c.name)
+                && !want.accepts(c.kind)
+            {
+                return Err(bad(CatalogProblem::ColumnType {
+                    column: c.name.clone(),
+                    found: c.arrow_type.clone(),
+                    expected: want.describe().to_string(),
+                }));
+            }
+        }
+        let reader = builder.build().map_err(|e| unreadable(e.to_string()))?;
+        let mut rows: Vec<Map<String, Value>> = Vec::new();
+        for batch in reader {
+            let batch = batch.map_err(|e| unreadable(e.to_string()))?;
+            let start = rows.len();
+            rows.extend((0..batch.num_rows()).map(|_| Map::new()));
+            for (ci, info) in columns.iter().enumerate() {
+                let mut vals = column_values(batch.column(ci).as_ref(), info.kind)
+                    .map_err(|e| unreadable(format!("column `{}`: {e}", info.name)))?;
+                if ID_COLUMNS.contains(&info.name.as_str()) && info.kind == ColumnKind::Int {
+                    for v in &mut vals {
+                        if let Value::Number(n) = v {
+                            *v = Value::String(n.to_string());
+                        }
+                    }
+                }
+                for (r, v) in vals.into_iter().enumerate() {
+                    rows[start + r].insert(info.name.clone(), v);
+                }
+            }
+        }
+        let cat = Catalog {
+            path: path.to_path_buf(),
+            columns,
+            rows,
+        };
+        cat.check_rows().map_err(bad)?;
+        Ok(cat)
+    }
+
+    /// Reads `DIR/catalog.parquet` and also checks that every row's file exists in `DIR`.
+    pub fn open(dir: &Path) -> Result<Catalog> {
+        let p = dir.join("catalog.parquet");
+        if !p.is_file() {
+            return Err(Error::OutputDir {
+                path: dir.to_path_buf(),
+                msg: if dir.is_dir() {
+                    "no catalog.parquet: not a zoo folder, or its training has not finished (a zoo from another tool needs catalog.parquet with at least the columns model_id and file)".into()
+                } else {
+                    "not a folder (expected a zoo folder holding catalog.parquet)".into()
+                },
+            });
+        }
+        let cat = Catalog::read(&p)?;
+        for (row, r) in cat.rows.iter().enumerate() {
+            let file = Catalog::file(r);
+            if !dir.join(file).is_file() {
+                return Err(Error::BadCatalog {
+                    path: p.clone(),
+                    problem: CatalogProblem::MissingFile {
+                        file: file.to_string(),
+                        row,
+                        model_id: Catalog::model_id(r).to_string(),
+                        dir: dir.to_path_buf(),
+                    },
+                });
+            }
+        }
+        Ok(cat)
+    }
+
+    /// The column named `name`, if the catalog has it.
+    pub fn column(&self, name: &str) -> Option<&ColumnInfo> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// A checked row's model id (integer ids read as their decimal text).
+    pub fn model_id(row: &Map<String, Value>) -> &str {
+        row.get("model_id").and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// A checked row's file (relative to the zoo folder).
+    pub fn file(row: &Map<String, Value>) -> &str {
+        row.get("file").and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// A checked row's epoch: 0 when the catalog has no `epoch` column (one state per model).
+    pub fn epoch(row: &Map<String, Value>) -> i64 {
+        row.get("epoch").and_then(Value::as_i64).unwrap_or(0)
+    }
+
+    fn check_rows(&self) -> std::result::Result<(), CatalogProblem> {
+        use std::collections::HashMap;
+        let has_epoch = self.column("epoch").is_some();
+        let mut states: HashMap<(&str, i64), usize> = HashMap::new();
+        let mut files: HashMap<&str, usize> = HashMap::new();
+        for (row, r) in self.rows.iter().enumerate() {
+            let id = r.get("model_id").and_then(Value::as_str);
+            let null = |column: &str| CatalogProblem::Null {
+                column: column.into(),
+                row,
+                model_id: id.map(String::from),
+            };
+            let bad_value = |column: &str, msg: &str| CatalogProblem::BadValue {
+                column: column.into(),
+                row,
+                model_id: id.map(String::from),
+                msg: msg.into(),
+            };
+            let id = id.ok_or_else(|| null("model_id"))?;
+            if id.is_empty() {
+                return Err(bad_value("model_id", "empty id"));
+            }
+            let file = r
+                .get("file")
+                .and_then(Value::as_str)
+                .ok_or_else(|| null("file"))?;
+            if file.is_empty() {
+                return Err(bad_value("file", "empty file name"));
+            }
+            let epoch = if has_epoch {
+                match r.get("epoch") {
+                    Some(Value::Number(n)) => match n.as_i64() {
+                        Some(e) if e >= 0 => e,
+                        _ => {
+                            return Err(bad_value(
+                                "epoch",
+                                &format!("{n} is not an epoch (0 or more)"),
+                            ));
+                        }
+                    },
+                    _ => return Err(null("epoch")),
+                }
+            } else {
+                0
+            };
+            if let Some(first) = states.insert((id, epoch), row) {
+                return Err(CatalogProblem::DuplicateId {
+                    model_id: id.into(),
+                    epoch: has_epoch.then_some(epoch),
+                    first,
+                    second: row,
+                });
+            }
+            if let Some(first) = files.insert(file, row) {
+                return Err(CatalogProblem::DuplicateFile {
+                    file: file.into(),
+                    first,
+                    second: row,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn kind_of(dt: &DataType) -> ColumnKind {
+    use DataType as D;
+    match dt {
+        D::Utf8 | D::LargeUtf8 | D::Utf8View => ColumnKind::Text,
+        D::Dictionary(_, v) if matches!(**v, D::Utf8 | D::LargeUtf8 | D::Utf8View) => {
+            ColumnKind::Text
+        }
+        D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::UInt8 | D::UInt16 | D::UInt32 | D::UInt64 => {
+            ColumnKind::Int
+        }
+        D::Float16 | D::Float32 | D::Float64 | D::Decimal128(..) | D::Decimal256(..) => {
+            ColumnKind::Float
+        }
+        D::Boolean => ColumnKind::Bool,
+        _ => ColumnKind::Other,
+    }
+}
+
+/// One column's values as JSON (null where the array is null; NaN floats as null).
+fn column_values(
+    col: &dyn Array,
+    kind: ColumnKind,
+) -> std::result::Result<Vec<Value>, arrow::error::ArrowError> {
+    use arrow::array::{AsArray, UInt64Array};
+    use arrow::compute::cast;
+    let n = col.len();
+    let nulls = col.logical_nulls();
+    let is_null = |r: usize| nulls.as_ref().is_some_and(|b| b.is_null(r));
+    let mut out = Vec::with_capacity(n);
+    match kind {
+        ColumnKind::Text => {
+            let a = cast(col, &DataType::Utf8)?;
+            let a = a.as_string::<i32>();
+            for r in 0..n {
+                out.push(if is_null(r) || a.is_null(r) {
                     Value::Null
-                } else if let Some(a) = col.as_any().downcast_ref::<StringArray>() {
+                } else {
                     Value::String(a.value(r).to_string())
-                } else if let Some(a) = col.as_any().downcast_ref::<Int64Array>() {
-                    Value::from(a.value(r))
-                } else if let Some(a) = col.as_any().downcast_ref::<Float64Array>() {
+                });
+            }
+        }
+        ColumnKind::Int => {
+            if let Some(a) = col.as_any().downcast_ref::<UInt64Array>() {
+                for r in 0..n {
+                    out.push(if is_null(r) {
+                        Value::Null
+                    } else {
+                        Value::from(a.value(r))
+                    });
+                }
+            } else {
+                let a = cast(col, &DataType::Int64)?;
+                let a = a
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("cast to Int64");
+                for r in 0..n {
+                    out.push(if is_null(r) || a.is_null(r) {
+                        Value::Null
+                    } else {
+                        Value::from(a.value(r))
+                    });
+                }
+            }
+        }
+        ColumnKind::Float => {
+            let a = cast(col, &DataType::Float64)?;
+            let a = a
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .expect("cast to Float64");
+            for r in 0..n {
+                out.push(if is_null(r) || a.is_null(r) {
+                    Value::Null
+                } else {
                     serde_json::Number::from_f64(a.value(r))
                         .map(Value::Number)
                         .unwrap_or(Value::Null)
-                } else if let Some(a) = col.as_any().downcast_ref::<BooleanArray>() {
-                    Value::Bool(a.value(r))
+                });
+            }
+        }
+        ColumnKind::Bool => {
+            let a = col
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .expect("Boolean column");
+            for r in 0..n {
+                out.push(if is_null(r) {
+                    Value::Null
                 } else {
-                    return Err(err(format!(
-                        "column `{}` has an unsupported type",
-                        field.name()
-                    )));
-                };
-                out[start + r].insert(field.name().clone(), v);
+                    Value::Bool(a.value(r))
+                });
+            }
+        }
+        ColumnKind::Other => {
+            let opts = arrow::util::display::FormatOptions::default();
+            let f = arrow::util::display::ArrayFormatter::try_new(col, &opts)?;
+            for r in 0..n {
+                out.push(if is_null(r) {
+                    Value::Null
+                } else {
+                    Value::String(f.value(r).to_string())
+                });
             }
         }
     }
@@ -416,7 +894,8 @@ impl std::fmt::Display for CatalogSummary {
             "{} models ({} fine-tuned), {} states",
             self.models, self.fine_tuned, self.states
         )?;
-        for (g, n) in &self.groups {
+        // A catalog without groups (another tool's) has one unnamed group: nothing to list.
+        for (g, n) in self.groups.iter().filter(|(g, _)| !g.is_empty()) {
             writeln!(f, "  group {g}: {n} models")?;
         }
         let a = &self.final_test_accuracy;
@@ -468,6 +947,13 @@ mod tests {
             num_params: 10,
             file: format!("models/{id}/epoch_{epoch}.safetensors"),
             weights_hash: "00".into(),
+        }
+    }
+
+    #[test]
+    fn typed_columns_are_catalog_columns() {
+        for (n, _) in TYPED_COLUMNS {
+            assert!(COLUMNS.iter().any(|(c, _)| c == n), "{n}");
         }
     }
 

@@ -44,13 +44,22 @@ pub enum Error {
         /// What does not fit.
         msg: String,
     },
-    /// Writing or reading the catalog (Parquet/Arrow) failed.
+    /// Writing the catalog (Parquet/Arrow) failed.
     #[error("catalog {path}: {msg}")]
     Catalog {
         /// The catalog file.
         path: PathBuf,
         /// What failed.
         msg: String,
+    },
+    /// A catalog read from disk that cannot be used: the problem names the column, row or
+    /// file.
+    #[error("catalog {path}: {problem}")]
+    BadCatalog {
+        /// The catalog file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: crate::catalog::CatalogProblem,
     },
     /// The output folder holds something that does not match this run.
     #[error("{path}: {msg}")]
@@ -95,6 +104,7 @@ impl Error {
             | Error::Toml(_)
             | Error::Data { .. }
             | Error::Mismatch { .. }
+            | Error::BadCatalog { .. }
             | Error::OutputDir { .. } => true,
             Error::Io { source, .. } => matches!(
                 source.kind(),

@@ -8,23 +8,17 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::catalog;
+use crate::catalog::{self, Catalog, CatalogProblem};
 use crate::config::{HyperParams, ZooConfig, model_seed};
 use crate::data;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::store;
 
-/// Reads `DIR/catalog.parquet` as flat rows.
+/// Reads `DIR/catalog.parquet` as flat rows, checked (columns, types, ids, and that every
+/// row's file exists; see [`Catalog`]).
 pub fn read_catalog(dir: &Path) -> Result<Vec<Map<String, Value>>> {
-    let p = dir.join("catalog.parquet");
-    if !p.exists() {
-        return Err(Error::OutputDir {
-            path: dir.to_path_buf(),
-            msg: "no catalog.parquet: not a zoo folder, or its training has not finished".into(),
-        });
-    }
-    catalog::read_parquet(&p)
+    Ok(Catalog::open(dir)?.rows)
 }
 
 /// One re-evaluated model state.
@@ -47,13 +41,20 @@ pub struct EvalRow {
 /// Loads every checkpoint of a zoo, rebuilds each model's test set from its hyper-parameters
 /// and re-evaluates it: checks that files and catalog agree.
 pub fn eval_zoo(dir: &Path) -> Result<Vec<EvalRow>> {
-    let cfg = ZooConfig::from_file(&dir.join("zoo.toml"))?;
-    let plans = cfg.plan()?;
     let rows = read_catalog(dir)?;
+    let toml = dir.join("zoo.toml");
+    if !toml.is_file() {
+        return Err(Error::OutputDir {
+            path: dir.to_path_buf(),
+            msg: "no zoo.toml: re-evaluating rebuilds each model's test set from the config that made the zoo, so only zoos made by `weightspace zoo train` can be re-evaluated".into(),
+        });
+    }
+    let cfg = ZooConfig::from_file(&toml)?;
+    let plans = cfg.plan()?;
     let mut cache = std::collections::HashMap::new();
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let id = r["model_id"].as_str().unwrap_or_default().to_string();
+        let id = Catalog::model_id(&r).to_string();
         let plan = plans
             .iter()
             .find(|p| p.id == id)
@@ -71,13 +72,15 @@ pub fn eval_zoo(dir: &Path) -> Result<Vec<EvalRow>> {
             &hp.data_options(),
             &mut Rng::new(model_seed(cfg.seed, hp.seed, "data")),
         );
-        let file = r["file"].as_str().unwrap_or_default();
-        let (net, st) = store::load_model(&dir.join(file))?;
+        let (net, st) = store::load_model(&dir.join(Catalog::file(&r)))?;
         let m = net.evaluate(&st, &view.test);
-        let cat = r["test_accuracy"].as_f64().unwrap_or(f64::NAN);
+        let cat = r
+            .get("test_accuracy")
+            .and_then(Value::as_f64)
+            .unwrap_or(f64::NAN);
         out.push(EvalRow {
             model_id: id,
-            epoch: r["epoch"].as_i64().unwrap_or(-1),
+            epoch: Catalog::epoch(&r),
             catalog_test_accuracy: cat,
             test_loss: m.loss,
             test_accuracy: m.accuracy,
@@ -124,21 +127,56 @@ pub struct ExportSummary {
 /// each row the model's trainable parameters flattened in `state_dict` order, NaN-padded) and
 /// one 1-D array per catalog column (numbers as `int64`/`float64`, nulls as NaN, booleans as
 /// `bool`, text as fixed-width unicode). Loads with `np.load(path)` (no pickle). Atomic.
+///
+/// Zoos from other tools export too: checkpoints without the zoo's metadata contribute every
+/// tensor but BatchNorm buffers in file order, and without a `num_params` column the row width
+/// is the largest checkpoint's parameter count.
 pub fn export_npz(dir: &Path, path: &Path) -> Result<ExportSummary> {
-    let rows = read_catalog(dir)?;
+    let cat = Catalog::open(dir)?;
+    let rows = &cat.rows;
     let n = rows.len();
-    let max_params = rows
+    if let Some(c) = cat.column("weights") {
+        return Err(Error::BadCatalog {
+            path: cat.path.clone(),
+            problem: CatalogProblem::ColumnType {
+                column: c.name.clone(),
+                found: c.arrow_type.clone(),
+                expected:
+                    "no column named `weights`: the export's `weights` array would collide with it"
+                        .into(),
+            },
+        });
+    }
+    // The row width: the catalog's `num_params` when every row has it (checked against each
+    // file below), else a first pass over the files.
+    let counts: Option<Vec<usize>> = rows
         .iter()
-        .filter_map(|r| r.get("num_params").and_then(Value::as_u64))
-        .max()
-        .unwrap_or(0) as usize;
+        .map(|r| {
+            r.get("num_params")
+                .and_then(Value::as_u64)
+                .map(|v| v as usize)
+        })
+        .collect();
+    let max_params = match counts {
+        Some(c) => c.into_iter().max().unwrap_or(0),
+        None => {
+            let mut m = 0;
+            for r in rows {
+                let ck = weightspace_io::Checkpoint::open(dir.join(Catalog::file(r)))?;
+                m = m.max(
+                    ck.infos()
+                        .filter(|t| !is_buffer(&t.name))
+                        .map(|t| t.shape.iter().product::<usize>())
+                        .sum(),
+                );
+            }
+            m
+        }
+    };
     let mut af = weightspace_io::AtomicFile::create(path)?;
     let werr = |e: zip::result::ZipError| Error::io(path, std::io::Error::other(e.to_string()));
     let ioerr = |e: std::io::Error| Error::io(path, e);
-    let columns: Vec<String> = rows
-        .first()
-        .map(|r| r.keys().cloned().collect())
-        .unwrap_or_default();
+    let columns: Vec<String> = cat.columns.iter().map(|c| c.name.clone()).collect();
     {
         let mut z = zip::ZipWriter::new(af.file());
         let opts = zip::write::SimpleFileOptions::default()
@@ -148,12 +186,26 @@ pub fn export_npz(dir: &Path, path: &Path) -> Result<ExportSummary> {
         z.write_all(&npy_header("<f4", &[n, max_params]))
             .map_err(ioerr)?;
         let mut buf = Vec::with_capacity(max_params * 4);
-        for r in &rows {
-            let file = r.get("file").and_then(Value::as_str).unwrap_or_default();
-            let (_, st) = store::load_model(&dir.join(file))?;
+        for (row, r) in rows.iter().enumerate() {
+            let file = Catalog::file(r);
+            let params = trainable_params(&dir.join(file))?;
+            if params.len() > max_params {
+                return Err(Error::BadCatalog {
+                    path: cat.path.clone(),
+                    problem: CatalogProblem::BadValue {
+                        column: "num_params".into(),
+                        row,
+                        model_id: Some(Catalog::model_id(r).into()),
+                        msg: format!(
+                            "file `{file}` has {} parameters, more than the largest `num_params` ({max_params})",
+                            params.len()
+                        ),
+                    },
+                });
+            }
             buf.clear();
             for i in 0..max_params {
-                let v = st.params.get(i).copied().unwrap_or(f32::NAN);
+                let v = params.get(i).copied().unwrap_or(f32::NAN);
                 buf.extend_from_slice(&v.to_le_bytes());
             }
             z.write_all(&buf).map_err(ioerr)?;
@@ -210,6 +262,28 @@ pub fn export_npz(dir: &Path, path: &Path) -> Result<ExportSummary> {
         max_params,
         columns,
     })
+}
+
+/// BatchNorm running statistics and batch counters: state, not trainable parameters.
+fn is_buffer(name: &str) -> bool {
+    name.ends_with(".running_mean")
+        || name.ends_with(".running_var")
+        || name.ends_with(".num_batches_tracked")
+}
+
+/// A checkpoint's trainable parameters flattened: through the zoo's runtime for its own
+/// checkpoints (`state_dict` order), else every tensor but BatchNorm buffers in file order,
+/// as f32 (checkpoints from other tools).
+fn trainable_params(path: &Path) -> Result<Vec<f32>> {
+    let ck = weightspace_io::Checkpoint::open(path)?;
+    if ck.metadata().contains_key(store::META_ARCH) {
+        return Ok(store::load_model(path)?.1.params);
+    }
+    let mut out = Vec::new();
+    for t in ck.infos().filter(|t| !is_buffer(&t.name)) {
+        out.extend(ck.tensor_f32(&t.name)?);
+    }
+    Ok(out)
 }
 
 /// Summary of a finished zoo's catalog (`DIR/catalog.parquet`): model and state counts and

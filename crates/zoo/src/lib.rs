@@ -44,7 +44,9 @@ pub mod export;
 pub mod store;
 pub mod train;
 
-pub use catalog::{CatalogRow, CatalogSummary, summary};
+pub use catalog::{
+    Catalog, CatalogProblem, CatalogRow, CatalogSummary, ColumnInfo, ColumnKind, summary,
+};
 pub use config::{HyperParams, ModelPlan, ZooConfig};
 pub use data::{Dataset, Source, Split, Task};
 pub use export::{catalog_summary, eval_zoo, export_npz, read_catalog};
