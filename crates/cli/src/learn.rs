@@ -13,8 +13,15 @@ use crate::progress;
 pub enum LearnCmd {
     /// Train a model on a zoo to predict a catalog column from the weights; writes OUT/learn.json
     /// and the model (safetensors, or gbm.json) and prints validation and test metrics.
+    #[command(after_help = "Examples:
+  weightspace learn train --zoo tiny-zoo --model stats-gbm -o gbm-run
+  weightspace learn train --zoo cnn-zoo --model nfn-hnp --states last --epochs 20 -o nfn-run
+  weightspace learn train --zoo tiny-zoo --model deepsets --target activation -o act-run")]
     Train(TrainArgs),
     /// Evaluate a trained model on a zoo: its test split (same zoo), or every state (--all).
+    #[command(after_help = "Examples:
+  weightspace learn eval gbm-run --zoo tiny-zoo
+  weightspace learn eval nfn-run --zoo other-zoo --all --json")]
     Eval {
         /// Folder written by `learn train`.
         model: PathBuf,
@@ -29,6 +36,9 @@ pub enum LearnCmd {
         json: bool,
     },
     /// Predict for checkpoints (any format, outside a zoo too) of the trained architecture.
+    #[command(after_help = "Examples:
+  weightspace learn predict gbm-run net.safetensors
+  weightspace learn predict nfn-run checkpoints/*.safetensors --json")]
     Predict {
         /// Folder written by `learn train`.
         model: PathBuf,
@@ -42,6 +52,9 @@ pub enum LearnCmd {
     },
     /// Train several models on the same split with several seeds each (in parallel) and print
     /// the table of test metrics, mean ± std.
+    #[command(after_help = "Examples:
+  weightspace learn bench --zoo tiny-zoo --group pop --models stats-gbm,nfn-hnp --epochs 20 --seeds 1
+  weightspace learn bench --zoo cnn-zoo --states last --seeds 3 -o table.md")]
     Bench(BenchArgs),
 }
 
@@ -108,7 +121,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Output folder.
-    #[arg(short, long)]
+    #[arg(short, long = "output", visible_alias = "out", value_name = "DIR")]
     out: PathBuf,
     /// Print the description (learn.json) as JSON.
     #[arg(long)]
@@ -127,7 +140,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub seeds: u64,
     /// Also write the table: .md (Markdown summary), .csv (one line per run) or .json (all).
-    #[arg(short, long)]
+    #[arg(short, long = "output", visible_alias = "out", value_name = "FILE")]
     pub out: Option<PathBuf>,
 }
 

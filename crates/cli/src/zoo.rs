@@ -15,11 +15,15 @@ pub enum ZooCmd {
     /// Train a zoo from a TOML config into DIR (zoo.toml, models/<id>/epoch_<k>.safetensors,
     /// catalog.parquet). Same config and seed give the same bits whatever the thread count
     /// (RAYON_NUM_THREADS).
+    #[command(after_help = "Examples:
+  weightspace zoo train zoos/tiny.toml -o tiny-zoo
+  weightspace zoo train zoos/digits-cnn.toml -o cnn-zoo --shard 0/4
+  weightspace zoo train zoos/digits-cnn.toml -o cnn-zoo --resume")]
     Train {
         /// The zoo config (see zoos/tiny.toml and the README).
         config: PathBuf,
         /// Output folder.
-        #[arg(short, long)]
+        #[arg(short, long = "output", visible_alias = "out", value_name = "DIR")]
         out: PathBuf,
         /// Train only shard i of N (e.g. 0/4): whole fine-tune trees per shard. Shards may run
         /// at once into the same folder; each rebuilds the catalog from all shards' ledgers.
@@ -34,6 +38,9 @@ pub enum ZooCmd {
     },
     /// List a zoo's models (last state of each) and summarise its accuracy distribution. Works
     /// on zoos from other tools too (catalog.parquet with model_id and file columns).
+    #[command(after_help = "Examples:
+  weightspace zoo ls tiny-zoo
+  weightspace zoo ls tiny-zoo --json")]
     Ls {
         /// Zoo folder.
         dir: PathBuf,
@@ -43,6 +50,9 @@ pub enum ZooCmd {
     },
     /// Re-evaluate every checkpoint from its file and check it against the catalog (needs the
     /// zoo.toml that made the zoo).
+    #[command(after_help = "Examples:
+  weightspace zoo eval tiny-zoo
+  weightspace zoo eval tiny-zoo --json")]
     Eval {
         /// Zoo folder.
         dir: PathBuf,
@@ -53,11 +63,14 @@ pub enum ZooCmd {
     /// Export the zoo as one .npz: `weights` [states, params] plus one array per catalog
     /// column (`d = np.load(F); d["weights"], d["test_accuracy"]`). Checkpoints from other
     /// tools contribute every tensor but BatchNorm buffers, in file order.
+    #[command(after_help = "Examples:
+  weightspace zoo export tiny-zoo -o tiny.npz
+  python -c 'import numpy as np; d = np.load(\"tiny.npz\"); print(d[\"weights\"].shape)'")]
     Export {
         /// Zoo folder.
         dir: PathBuf,
         /// Output .npz file.
-        #[arg(long, value_name = "F")]
+        #[arg(short, long = "output", visible_alias = "npz", value_name = "FILE")]
         npz: PathBuf,
     },
 }
