@@ -44,7 +44,7 @@ mod tensor;
 mod writer;
 mod zipfs;
 
-pub use checkpoint::{Checkpoint, Format, Parsed, sniff};
+pub use checkpoint::{Checkpoint, Format, Framework, Parsed, sniff};
 pub use dtype::{DType, encode_f32, f8_e4m3_to_f32, f8_e5m2_to_f32};
 pub use error::{Error, ErrorKind, Result};
 pub use gguf::{GGUF_MAX_ARRAY_LEN, GGUF_MAX_DEPTH, GGUF_MAX_KEPT_ELEMENTS};
