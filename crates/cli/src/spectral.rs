@@ -34,8 +34,9 @@ pub struct Args {
     /// Flatten convolution kernels to out × (in·k·k) instead of pooling per-position slices.
     #[arg(long)]
     pub flatten_conv: bool,
-    /// Axis order of convolution kernels, overriding the one the file's framework implies:
-    /// oihw = [out, in, kh, kw] (PyTorch, ONNX), hwio = [kh, kw, in, out] (TensorFlow, Flax).
+    /// Axis order of convolution kernels, overriding the one the file's framework implies
+    /// (PyTorch, TorchScript, ONNX, GGUF, safetensors: oihw; safetensors marked format tf or
+    /// flax: hwio; .npy/.npz do not say, so their kernels are skipped unless this is given).
     #[arg(long, value_enum, value_name = "LAYOUT")]
     pub conv_layout: Option<LayoutArg>,
     /// Skip matrices whose smaller side is below this.
