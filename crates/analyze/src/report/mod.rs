@@ -202,6 +202,10 @@ fn similarity_section(s: &SimilarityReport) -> String {
             "{no_shared} pair(s) share no tensor (same name and shape) and are grey, marked \"no shared tensors\"."
         );
     }
+    let dir = svg::common_dir(&s.models);
+    if !dir.is_empty() {
+        let _ = write!(o, " Labels are paths under <code>{}</code>.", esc(dir));
+    }
     o.push_str("</p><div class=\"wide\">");
     o.push_str(&svg::heatmap(
         &s.models,

@@ -390,7 +390,7 @@ pub fn heatmap(
 ) -> String {
     let n = labels.len();
     let cell = (420.0 / n.max(1) as f64).clamp(14.0, 48.0);
-    let short: Vec<String> = labels.iter().map(|l| shorten(l, 28)).collect();
+    let short = short_labels(labels, 36);
     let lab_w = 10.0
         + short
             .iter()
@@ -526,6 +526,70 @@ pub fn shorten(s: &str, n: usize) -> String {
     format!("{a}…{b}")
 }
 
+/// The directory prefix every label shares (up to and including its last `/`), when there
+/// are two labels or more: `/tmp/zoo/models/` for `/tmp/zoo/models/a/x`, `/tmp/zoo/models/b/x`.
+pub fn common_dir(labels: &[String]) -> &str {
+    let Some(first) = labels.first() else {
+        return "";
+    };
+    if labels.len() < 2 {
+        return "";
+    }
+    let mut n = first.len();
+    for l in &labels[1..] {
+        n = n.min(
+            first
+                .bytes()
+                .zip(l.bytes())
+                .take_while(|(a, b)| a == b)
+                .count(),
+        );
+    }
+    match first[..n].rfind('/') {
+        Some(k) if first.is_char_boundary(k + 1) => &first[..=k],
+        _ => "",
+    }
+}
+
+/// Labels for a set of paths: the fewest trailing path components that still tell every
+/// label apart (`…/base-0000/epoch_8.safetensors`), then shortened to `n` characters.
+fn short_labels(labels: &[String], n: usize) -> Vec<String> {
+    let tail = |l: &str, k: usize| -> usize {
+        // Byte offset where the last k components start (0 when l has no more than k).
+        let mut at = l.len();
+        for _ in 0..k {
+            match l[..at].rfind('/') {
+                Some(p) => at = p,
+                None => return 0,
+            }
+        }
+        at + 1
+    };
+    let max_k = labels
+        .iter()
+        .map(|l| l.matches('/').count() + 1)
+        .max()
+        .unwrap_or(1);
+    let k = (1..=max_k)
+        .find(|&k| {
+            let set: std::collections::BTreeSet<&str> =
+                labels.iter().map(|l| &l[tail(l, k)..]).collect();
+            set.len() == labels.len()
+        })
+        .unwrap_or(max_k);
+    labels
+        .iter()
+        .map(|l| {
+            let at = tail(l, k);
+            if at == 0 {
+                shorten(l, n)
+            } else {
+                shorten(&format!("…/{}", &l[at..]), n)
+            }
+        })
+        .collect()
+}
+
 /// A layered drawing of a forest: `parent[i]` for each node, labels, edge captions.
 pub fn tree(labels: &[String], parent: &[Option<usize>], caption: &[String]) -> String {
     let n = labels.len();
@@ -568,7 +632,7 @@ pub fn tree(labels: &[String], parent: &[Option<usize>], caption: &[String]) -> 
         place(r, &children, &mut xslot, &mut next, n + 1);
         next += 0.5;
     }
-    let short: Vec<String> = labels.iter().map(|l| shorten(l, 30)).collect();
+    let short = short_labels(labels, 36);
     let box_w = 12.0
         + short
             .iter()
@@ -658,6 +722,20 @@ mod tests {
         assert_eq!(s.chars().count(), 30);
         assert_eq!(s, "encoder.layer.3…f.query.weight");
         assert_eq!(shorten("abcdefghijklmnopqrst", 11), "abcd…opqrst");
+        let l: Vec<String> = ["/z/m/base-0/e.st", "/z/m/ft-1/e.st", "/z/mx"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(common_dir(&l), "/z/");
+        assert_eq!(common_dir(&l[..2]), "/z/m/");
+        assert_eq!(short_labels(&l[..2], 30), ["…/base-0/e.st", "…/ft-1/e.st"]);
+        assert_eq!(
+            short_labels(&l, 30),
+            ["…/base-0/e.st", "…/ft-1/e.st", "…/z/mx"]
+        );
+        let same_dir: Vec<String> = ["a/x.st", "a/y.st"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(short_labels(&same_dir, 30), ["…/x.st", "…/y.st"]);
+        assert_eq!(common_dir(&l[..1]), "");
     }
 
     #[test]
