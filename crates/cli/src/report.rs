@@ -30,6 +30,10 @@ pub struct Args {
     /// Skip correlation traps.
     #[arg(long)]
     pub no_traps: bool,
+    /// Axis order of convolution kernels, overriding the one each file's framework implies
+    /// (as in `spectral`; NumPy files need it for their kernels to be analysed).
+    #[arg(long, value_enum, value_name = "LAYOUT")]
+    pub conv_layout: Option<crate::spectral::LayoutArg>,
     /// Seed for the random choices (shuffles, samples).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -44,6 +48,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let opts = ReportOptions {
         spectral: SpectralOptions {
             max_dim: a.max_dim,
+            conv_layout: a.conv_layout.map(Into::into),
             randomize: !a.no_traps,
             seed: a.seed,
             ..Default::default()

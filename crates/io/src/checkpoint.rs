@@ -53,6 +53,40 @@ impl Format {
     }
 }
 
+/// The framework whose tensor conventions a checkpoint follows (the axis order of convolution
+/// kernels above all), as far as its format says: PyTorch zips and TorchScript are PyTorch;
+/// ONNX is ONNX (kernels `[out, in/groups, k…]` by the operator spec); GGUF files are
+/// converted from PyTorch and read here in row-major (PyTorch) order; safetensors files say
+/// it in `__metadata__.format` (`pt`, `tf`, `flax`, as Hugging Face writes it) and without that key
+/// are taken as PyTorch (the library's origin and nearly every published file). NumPy files
+/// carry no origin: `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Framework {
+    /// PyTorch (`Conv2d.weight` is `[out, in, kh, kw]`).
+    PyTorch,
+    /// ONNX (`Conv` weights are `[out, in, kh, kw]`).
+    Onnx,
+    /// GGUF / ggml, converted from PyTorch checkpoints.
+    Ggml,
+    /// TensorFlow / Keras (`Conv2D.kernel` is `[kh, kw, in, out]`).
+    TensorFlow,
+    /// Flax / JAX (`nn.Conv.kernel` is `[kh, kw, in, out]`).
+    Flax,
+}
+
+impl Framework {
+    /// Short lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Framework::PyTorch => "pytorch",
+            Framework::Onnx => "onnx",
+            Framework::Ggml => "ggml",
+            Framework::TensorFlow => "tensorflow",
+            Framework::Flax => "flax",
+        }
+    }
+}
+
 impl std::fmt::Display for Format {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -360,6 +394,27 @@ impl Checkpoint {
     /// File-level metadata.
     pub fn metadata(&self) -> &BTreeMap<String, Value> {
         &self.metadata
+    }
+
+    /// The framework the tensors come from, when the format tells (see [`Framework`]).
+    pub fn framework(&self) -> Option<Framework> {
+        match self.format {
+            Format::PyTorch
+            | Format::ShardedPyTorch
+            | Format::PyTorchLegacy
+            | Format::TorchScript => Some(Framework::PyTorch),
+            Format::Onnx => Some(Framework::Onnx),
+            Format::Gguf => Some(Framework::Ggml),
+            Format::Npy | Format::Npz => None,
+            Format::Safetensors | Format::ShardedSafetensors => {
+                match self.metadata.get("format").and_then(Value::as_str) {
+                    None | Some("pt" | "torch" | "pytorch") => Some(Framework::PyTorch),
+                    Some("tf" | "keras" | "tensorflow") => Some(Framework::TensorFlow),
+                    Some("flax" | "jax") => Some(Framework::Flax),
+                    Some(_) => None,
+                }
+            }
+        }
     }
 
     /// Number of tensors.

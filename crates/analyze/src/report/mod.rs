@@ -94,12 +94,12 @@ pub fn build(
     })
 }
 
-const CSS: &str = "body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1200px;padding:0 16px;color:#1b1f24}\
+const CSS: &str = "body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:2200px;padding:0 24px;color:#1b1f24}\
 h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #dde;padding-bottom:4px;margin-top:32px}h3{font-size:15px}\
 table{border-collapse:collapse;font-size:12.5px;margin:8px 0}td,th{padding:3px 8px;border-bottom:1px solid #eef}th{text-align:left;background:#f6f8fb}\
 td.n{text-align:right;font-variant-numeric:tabular-nums}.grid{display:flex;flex-wrap:wrap;gap:10px}\
 svg{font:11px system-ui,sans-serif}svg .t{font-weight:600;font-size:12px}svg .s{font-size:10px;fill:#555}\
-.muted{color:#667}details{margin:8px 0}summary{cursor:pointer;font-weight:600}code{background:#f3f4f6;padding:1px 4px;border-radius:3px}";
+.muted{color:#667}.wide{overflow-x:auto}details{margin:8px 0}summary{cursor:pointer;font-weight:600}code{background:#f3f4f6;padding:1px 4px;border-radius:3px}";
 
 fn num(v: f64) -> String {
     if v.is_nan() {
@@ -138,17 +138,106 @@ fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     out.push_str("</table>");
 }
 
+/// Like [`table`], every column left-aligned (text columns).
+fn table_left(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+    out.push_str("<table><tr>");
+    for h in header {
+        let _ = write!(out, "<th>{}</th>", esc(h));
+    }
+    out.push_str("</tr>");
+    for r in rows {
+        out.push_str("<tr>");
+        for c in r {
+            let _ = write!(out, "<td>{}</td>", esc(c));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table>");
+}
+
+/// The similarity heading, explanation and heat map. Colours span the finite off-diagonal
+/// range, so near-identical models still differ; a pair without a value is grey and named
+/// ("no shared tensors", or a zero norm), never drawn as a similarity.
+fn similarity_section(s: &SimilarityReport) -> String {
+    let n = s.models.len();
+    let off: Vec<f64> = (0..n)
+        .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+        .filter_map(|(i, j)| s.cosine_matrix.get(i).and_then(|r| r.get(j)).copied())
+        .filter(|v| v.is_finite())
+        .collect();
+    let lo = off.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = off
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max)
+        .max(1.0);
+    let lo = if lo.is_finite() { lo.min(hi) } else { hi };
+    let pair = |i: usize, j: usize| {
+        let (a, b) = (&s.models[i.min(j)], &s.models[i.max(j)]);
+        s.pairs.iter().find(|p| &p.a == a && &p.b == b)
+    };
+    let missing = |i: usize, j: usize| match pair(i, j) {
+        Some(p) if p.shared_numel == 0 => "no shared tensors".to_string(),
+        Some(_) => "undefined (a model's shared tensors are all zero)".to_string(),
+        None => "no shared tensors".to_string(),
+    };
+    let no_shared = (0..n)
+        .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+        .filter(|&(i, j)| pair(i, j).is_some_and(|p| p.shared_numel == 0))
+        .count();
+    let mut o = String::from("<h2 id=\"similarity\">Similarity</h2><p class=\"muted\">");
+    if off.is_empty() {
+        o.push_str("No pair of models has a cosine similarity. ");
+    } else {
+        let _ = write!(
+            o,
+            "Cosine similarity over the tensors each pair shares; colours from {} (white, the least similar pair) to {} (dark). ",
+            num(lo),
+            num(hi)
+        );
+    }
+    if no_shared > 0 {
+        let _ = write!(
+            o,
+            "{no_shared} pair(s) share no tensor (same name and shape) and are grey, marked \"no shared tensors\"."
+        );
+    }
+    let dir = svg::common_dir(&s.models);
+    if !dir.is_empty() {
+        let _ = write!(o, " Labels are paths under <code>{}</code>.", esc(dir));
+    }
+    o.push_str("</p><div class=\"wide\">");
+    o.push_str(&svg::heatmap(
+        &s.models,
+        &s.cosine_matrix,
+        "cosine similarity",
+        (lo, hi),
+        &missing,
+    ));
+    o.push_str("</div>");
+    o
+}
+
 /// The ESD of one layer: log-log histogram of the eigenvalues and the fitted power law.
 pub fn esd_plot(l: &LayerSpectrum) -> String {
     let pos: Vec<f64> = l.evals.iter().copied().filter(|&x| x > 1e-12).collect();
-    let title = format!("{} (α = {})", svg::shorten(&l.name, 34), num(l.alpha));
+    // The chart shortens the name to its width (full name in the tooltip); α and the fit's
+    // quality on a line of their own, so they are never cut.
+    let sub = format!(
+        "α = {}, D = {}, {} eigenvalues",
+        num(l.alpha),
+        num(l.d),
+        l.num_evals
+    );
+    let (w, h) = (330.0, 226.0);
     if pos.len() < 2 {
-        let c = Chart::new(
-            300.0,
-            210.0,
+        let c = Chart::with_subtitle(
+            w,
+            h,
             Axis::fit(std::iter::empty(), true),
             Axis::fit(std::iter::empty(), true),
-            &title,
+            &l.name,
+            &sub,
             "eigenvalue λ",
             "density",
         );
@@ -193,7 +282,7 @@ pub fn esd_plot(l: &LayerSpectrum) -> String {
         true,
     );
     let y = Axis::fit(bars.iter().map(|b| b.2), true);
-    let mut c = Chart::new(300.0, 210.0, x, y, &title, "eigenvalue λ", "density");
+    let mut c = Chart::with_subtitle(w, h, x, y, &l.name, &sub, "eigenvalue λ", "density");
     for &(a, b, d) in &bars {
         c.rect(
             a,
@@ -223,15 +312,24 @@ pub fn esd_plot(l: &LayerSpectrum) -> String {
 /// α per layer, with WeightWatcher's well-trained band 2 ≤ α ≤ 6.
 pub fn alpha_plot(layers: &[LayerSpectrum], title: &str) -> String {
     let n = layers.len().max(1) as f64;
+    // Bars centred on whole-number ticks (the layer's index in file order).
     let x = Axis {
-        lo: 0.0,
-        hi: n,
+        lo: -0.5,
+        hi: n - 0.5,
         log: false,
+        integer: true,
     };
     let y = Axis::fit(layers.iter().map(|l| l.alpha).chain([0.0, 6.5]), false);
     let w = (300.0 + 14.0 * n).min(1100.0);
     let mut c = Chart::new(w, 240.0, x, y, title, "layer (file order)", "α");
-    c.rect(0.0, n, 2.0, 6.0_f64.min(y.hi), "#eef6ee", "2 ≤ α ≤ 6");
+    c.rect(
+        -0.5,
+        n - 0.5,
+        2.0,
+        6.0_f64.min(y.hi),
+        "#eef6ee",
+        "2 ≤ α ≤ 6",
+    );
     for (i, l) in layers.iter().enumerate() {
         if l.alpha.is_finite() {
             let color = if (2.0..=6.0).contains(&l.alpha) {
@@ -240,8 +338,8 @@ pub fn alpha_plot(layers: &[LayerSpectrum], title: &str) -> String {
                 "#d2452c"
             };
             c.rect(
-                i as f64 + 0.15,
-                i as f64 + 0.85,
+                i as f64 - 0.35,
+                i as f64 + 0.35,
                 y.lo.max(0.0),
                 l.alpha,
                 color,
@@ -274,6 +372,7 @@ pub fn render(data: &ReportData, max_esd_plots: usize) -> String {
                 m.params.to_string(),
                 m.bytes.to_string(),
                 m.spectral.summary.num_layers.to_string(),
+                m.spectral.summary.num_skipped.to_string(),
                 num(m.spectral.summary.alpha),
                 num(m.spectral.summary.alpha_weighted),
                 num(m.spectral.summary.log_norm),
@@ -290,6 +389,7 @@ pub fn render(data: &ReportData, max_esd_plots: usize) -> String {
             "parameters",
             "bytes",
             "matrices",
+            "skipped",
             "mean α",
             "mean α-weighted",
             "mean log-norm",
@@ -298,28 +398,10 @@ pub fn render(data: &ReportData, max_esd_plots: usize) -> String {
         &rows,
     );
     if let Some(s) = &data.similarity {
-        // Colours span the off-diagonal range, so near-identical models still differ.
-        let lo = s
-            .cosine_matrix
-            .iter()
-            .flatten()
-            .copied()
-            .filter(|v| v.is_finite())
-            .fold(1.0f64, f64::min);
-        let _ = write!(
-            o,
-            "<h2 id=\"similarity\">Similarity</h2><p class=\"muted\">Cosine similarity over the tensors each pair shares; colours from {} (white) to 1 (dark).</p>",
-            num(lo)
-        );
-        o.push_str(&svg::heatmap(
-            &s.models,
-            &s.cosine_matrix,
-            "cosine similarity",
-            &|v| if lo < 1.0 { (v - lo) / (1.0 - lo) } else { 1.0 },
-        ));
+        o.push_str(&similarity_section(s));
     }
     if let Some(l) = &data.lineage {
-        o.push_str("<h2 id=\"lineage\">Lineage</h2><p class=\"muted\">Recovered from weight distances and kurtosis (MoTHer); edges labelled with relative distance and confidence.</p>");
+        o.push_str("<h2 id=\"lineage\">Lineage</h2><p class=\"muted\">Recovered from weight distances and kurtosis (MoTHer); edges labelled with relative distance and confidence. Blue boxes are roots (no parent found among the models given).</p>");
         let parent: Vec<Option<usize>> = l
             .nodes
             .iter()
@@ -342,11 +424,43 @@ pub fn render(data: &ReportData, max_esd_plots: usize) -> String {
                     })
             })
             .collect();
+        let alone: Vec<&str> = l
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| parent[*i].is_none() && !parent.contains(&Some(*i)))
+            .map(|(_, n)| n.as_str())
+            .collect();
+        if !alone.is_empty() {
+            let names: Vec<String> = alone
+                .iter()
+                .map(|n| format!("<code>{}</code>", esc(n)))
+                .collect();
+            let _ = write!(
+                o,
+                "<p class=\"muted\">{} model(s) without an edge (dashed): each is farther than the split threshold (relative distance) from every other model, or shares no tensors with them, so it is taken as unrelated and no parent or child is claimed: {}.</p>",
+                alone.len(),
+                names.join(", ")
+            );
+        }
+        o.push_str("<div class=\"wide\">");
         o.push_str(&svg::tree(&l.nodes, &parent, &caption));
+        o.push_str("</div>");
     }
     for (k, m) in data.models.iter().enumerate() {
         let _ = write!(o, "<h2 id=\"model{k}\">{}</h2>", esc(&m.label));
         let s = &m.spectral;
+        if let Some(layout) = s.conv_layout {
+            let _ = write!(
+                o,
+                "<p class=\"muted\">Convolution kernels read as <code>{}</code> ({}).</p>",
+                layout.name(),
+                match layout {
+                    spectral::ConvLayout::Oihw => "[out, in, kh, kw]",
+                    spectral::ConvLayout::Hwio => "[kh, kw, in, out]",
+                }
+            );
+        }
         if s.layers.is_empty() {
             o.push_str(
                 "<p class=\"muted\">No weight matrices large enough for spectral metrics.</p>",
@@ -406,6 +520,27 @@ pub fn render(data: &ReportData, max_esd_plots: usize) -> String {
                 ],
                 &rows,
             );
+            o.push_str("</details>");
+        }
+        if !s.skipped.is_empty() {
+            let rows: Vec<Vec<String>> = s
+                .skipped
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.name.clone(),
+                        shape(&t.shape),
+                        t.dtype.clone(),
+                        t.reason.clone(),
+                    ]
+                })
+                .collect();
+            let _ = write!(
+                o,
+                "<details><summary>Tensors without spectral metrics ({})</summary>",
+                rows.len()
+            );
+            table_left(&mut o, &["tensor", "shape", "dtype", "reason"], &rows);
             o.push_str("</details>");
         }
         let rows: Vec<Vec<String>> = m
