@@ -114,7 +114,7 @@ pub fn bench(
         })
         .collect();
     let runs: Vec<Run> = runs.into_iter().collect::<Result<_>>()?;
-    let split = crate::data::Split::by_model(&zoo.samples, split_seed);
+    let split = crate::data::Split::by_model(&zoo.samples, split_seed)?;
     let rows = models
         .iter()
         .map(|m| {

@@ -562,10 +562,17 @@ pub struct Split {
 }
 
 impl Split {
-    /// Splits the distinct model ids of `samples` 70/15/15 (at least one model on each side
-    /// when there are three or more), fixed by `seed`: all states of a model are on one side.
-    pub fn by_model(samples: &[Sample], seed: u64) -> Split {
+    /// Splits the distinct model ids of `samples` 70/15/15 (at least one model on each side),
+    /// fixed by `seed`: all states of a model are on one side. Fewer than three models cannot
+    /// be split (validation or test would be empty and every metric NaN): an error.
+    pub fn by_model(samples: &[Sample], seed: u64) -> crate::Result<Split> {
         let ids: BTreeSet<&str> = samples.iter().map(|s| s.model_id.as_str()).collect();
+        if ids.len() < 3 {
+            return Err(crate::Error::Options(format!(
+                "learning needs at least 3 models (one each for training, validation and test); the zoo has {}",
+                ids.len()
+            )));
+        }
         let mut ids: Vec<String> = ids.into_iter().map(String::from).collect();
         Rng::derived(seed, &["learn", "split"]).shuffle(&mut ids);
         let n = ids.len();
@@ -585,7 +592,7 @@ impl Split {
         s.train.sort();
         s.val.sort();
         s.test.sort();
-        s
+        Ok(s)
     }
 
     /// Indices of `samples` whose model is in `ids`.

@@ -177,7 +177,7 @@ pub fn train(
         ));
     }
     let started = std::time::Instant::now();
-    let split = Split::by_model(&zoo.samples, opts.split_seed);
+    let split = Split::by_model(&zoo.samples, opts.split_seed)?;
     let tr = Split::indices(&zoo.samples, &split.train);
     let va = Split::indices(&zoo.samples, &split.val);
     let te = Split::indices(&zoo.samples, &split.test);

@@ -70,15 +70,29 @@ fn end_to_end_on_a_tiny_zoo() {
     );
 
     // The split is by model: no model on two sides, fixed by the seed.
-    let s = learn::Split::by_model(&zoo.samples, 0);
+    let s = learn::Split::by_model(&zoo.samples, 0).unwrap();
     for id in &s.test {
         assert!(!s.train.contains(id) && !s.val.contains(id));
     }
     for id in &s.val {
         assert!(!s.train.contains(id));
     }
-    assert_eq!(s, learn::Split::by_model(&zoo.samples, 0));
-    assert_ne!(s, learn::Split::by_model(&zoo.samples, 1));
+    assert_eq!(s, learn::Split::by_model(&zoo.samples, 0).unwrap());
+    assert_ne!(s, learn::Split::by_model(&zoo.samples, 1).unwrap());
+    // Two models cannot be split three ways: an error (was: empty sides, NaN metrics).
+    let first_two: Vec<_> = {
+        let ids: Vec<&str> = s.train.iter().take(2).map(String::as_str).collect();
+        zoo.samples
+            .iter()
+            .filter(|x| ids.contains(&x.model_id.as_str()))
+            .cloned()
+            .collect()
+    };
+    let e = learn::Split::by_model(&first_two, 0).unwrap_err();
+    assert!(
+        e.is_bad_input() && e.to_string().contains("at least 3 models"),
+        "{e}"
+    );
 
     let last = learn::load_zoo(
         &zdir,

@@ -191,7 +191,7 @@ fn similarity_section(s: &SimilarityReport) -> String {
     } else {
         let _ = write!(
             o,
-            "Cosine similarity over the tensors each pair shares; colours from {} (white, the least similar pair) to {} (dark). ",
+            "Cosine similarity over the floating-point parameters each pair shares; colours from {} (white, the least similar pair) to {} (dark). ",
             num(lo),
             num(hi)
         );
@@ -200,6 +200,26 @@ fn similarity_section(s: &SimilarityReport) -> String {
         let _ = write!(
             o,
             "{no_shared} pair(s) share no tensor (same name and shape) and are grey, marked \"no shared tensors\"."
+        );
+    }
+    let mut left_out: Vec<&str> = Vec::new();
+    for e in s.pairs.iter().flat_map(|p| &p.excluded) {
+        if !left_out.contains(&e.name.as_str()) {
+            left_out.push(&e.name);
+        }
+    }
+    if !left_out.is_empty() {
+        let shown: Vec<String> = left_out
+            .iter()
+            .take(8)
+            .map(|n| format!("<code>{}</code>", esc(n)))
+            .collect();
+        let _ = write!(
+            o,
+            " Buffers are left out ({} tensor(s): integer ids and counters, BatchNorm running statistics): {}{}.",
+            left_out.len(),
+            shown.join(", "),
+            if left_out.len() > 8 { ", …" } else { "" }
         );
     }
     let dir = svg::common_dir(&s.models);
