@@ -52,6 +52,8 @@ pub struct Args {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 #[derive(Serialize)]
@@ -69,8 +71,8 @@ struct Report {
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let (r, spec, _) = load(&a.reference, a.spec.as_deref())?;
-    let (o, _, ck) = load(&a.other, a.spec.as_deref())?;
+    let (r, spec, _) = load(&a.reference, a.spec.as_deref(), &a.open)?;
+    let (o, _, ck) = load(&a.other, a.spec.as_deref(), &a.open)?;
     r.check_compatible(&o).map_err(sym_err)?;
     let start = Instant::now();
     let opts = MatchOptions {

@@ -22,11 +22,13 @@ pub struct Args {
     /// TOML spec file (see `weightspace spec --help`).
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let (mut w, spec, ck) = load(&a.input, a.spec.as_deref())?;
+    let (mut w, spec, ck) = load(&a.input, a.spec.as_deref(), &a.open)?;
     canonicalize(&spec, &mut w, &CanonOptions { scale: !a.no_scale }).map_err(sym_err)?;
     let file = write_output(
         &w,

@@ -32,11 +32,13 @@ pub struct Args {
     /// Print the group element applied as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let (mut w, spec, ck) = load(&a.input, a.spec.as_deref())?;
+    let (mut w, spec, ck) = load(&a.input, a.spec.as_deref(), &a.open)?;
     let opts = RandomOptions {
         scale: a.scale,
         sign: a.sign,

@@ -29,6 +29,8 @@ pub struct Args {
     /// layouts, excluded, notes).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 /// Converts a spec error: unreadable files keep their io error (exit code by kind), anything
@@ -50,8 +52,12 @@ pub fn sym_err(e: weightspace_symmetry::Error) -> anyhow::Error {
 }
 
 /// Opens a checkpoint and derives its spec.
-pub fn load_spec(path: &Path, spec_file: Option<&Path>) -> anyhow::Result<(Checkpoint, ModelSpec)> {
-    let ck = Checkpoint::open(path)?;
+pub fn load_spec(
+    path: &Path,
+    spec_file: Option<&Path>,
+    open: &crate::open::OpenArgs,
+) -> anyhow::Result<(Checkpoint, ModelSpec)> {
+    let ck = open.open(path)?;
     let spec = spec_for_checkpoint(&ck, path, spec_file).map_err(spec_err)?;
     Ok((ck, spec))
 }
@@ -60,8 +66,9 @@ pub fn load_spec(path: &Path, spec_file: Option<&Path>) -> anyhow::Result<(Check
 pub fn load(
     path: &Path,
     spec_file: Option<&Path>,
+    open: &crate::open::OpenArgs,
 ) -> anyhow::Result<(Weights, ModelSpec, Checkpoint)> {
-    let (ck, spec) = load_spec(path, spec_file)?;
+    let (ck, spec) = load_spec(path, spec_file, open)?;
     let w = Weights::from_checkpoint(&ck).map_err(sym_err)?;
     Ok((w, spec, ck))
 }
@@ -108,7 +115,7 @@ pub fn write_output(
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let (_, spec) = load_spec(&a.path, a.spec.as_deref())?;
+    let (_, spec) = load_spec(&a.path, a.spec.as_deref(), &a.open)?;
     if a.json {
         return fmt::print_json(&spec);
     }

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use weightspace_io::Checkpoint;
 use weightspace_merge::config::parse_dtype;
 use weightspace_merge::taskvec;
 
@@ -33,6 +32,8 @@ pub enum Cmd {
         /// Shard the output when it exceeds this size.
         #[arg(long, value_name = "SIZE")]
         max_shard_size: Option<String>,
+        #[command(flatten)]
+        open: crate::open::OpenArgs,
     },
     /// Write BASE + scale · (TV1 + TV2 + …) in the base's dtypes.
     Apply {
@@ -47,6 +48,8 @@ pub enum Cmd {
         /// Shard the output when it exceeds this size.
         #[arg(long, value_name = "SIZE")]
         max_shard_size: Option<String>,
+        #[command(flatten)]
+        open: crate::open::OpenArgs,
     },
 }
 
@@ -67,6 +70,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             output,
             dtype,
             max_shard_size,
+            open,
         } => {
             let dtype = match dtype.as_deref() {
                 None => None,
@@ -76,8 +80,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                     ))
                 })?),
             };
-            let b = Checkpoint::open(&base)?;
-            let f = Checkpoint::open(&finetuned)?;
+            let b = open.open(&base)?;
+            let f = open.open(&finetuned)?;
             taskvec::extract(
                 &b,
                 &f,
@@ -92,12 +96,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             mut paths,
             scale,
             max_shard_size,
+            open,
         } => {
             let output = paths.pop().expect("clap requires 2");
-            let b = Checkpoint::open(&base)?;
+            let b = open.open(&base)?;
             let tvs = paths
                 .iter()
-                .map(Checkpoint::open)
+                .map(|p| open.open(p))
                 .collect::<Result<Vec<_>, _>>()?;
             taskvec::apply(
                 &b,
