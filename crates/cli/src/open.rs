@@ -18,9 +18,11 @@ pub struct OpenArgs {
     /// prefix. Other formats are unchanged.
     #[arg(long)]
     pub all: bool,
-    /// Only the tensors under this top-level key, with the `NAME.` prefix removed: a wrapped
-    /// PyTorch checkpoint's sub-dictionary (`--key optimizer` for its optimizer state, or the
-    /// model when two state dicts make the default pick ambiguous), or any dotted prefix.
+    /// For a PyTorch checkpoint that wraps its state dict (`inspect` lists its top-level keys):
+    /// only the tensors under this key, with the `NAME.` prefix removed — `--key optimizer` for
+    /// its optimizer state, or the model when two state dicts make the default pick ambiguous.
+    /// Checkpoints that do not wrap theirs (a plain state dict, safetensors, ONNX) are read
+    /// unchanged, so one --key serves a diff of a training checkpoint with a plain state dict.
     #[arg(long, value_name = "NAME")]
     pub key: Option<String>,
     /// Only tensors whose name matches this glob (`*` also matches dots; `?`, `[abc]`).

@@ -112,9 +112,11 @@ pub struct OpenOptions {
     /// that wraps its state dict with optimizer state and training scalars shows the model's
     /// parameters only (see [`Checkpoint::sections`]). Other formats are the same either way.
     pub all: bool,
-    /// Only the tensors under this top-level key (`NAME.` prefix), with the prefix removed:
-    /// `optimizer` for a training checkpoint's optimizer state, or a sub-dictionary the default
-    /// pick cannot choose.
+    /// For a PyTorch checkpoint that wraps its state dict ([`Checkpoint::sections`]): only the
+    /// tensors under this top-level key, with the `NAME.` prefix removed — `optimizer` for its
+    /// optimizer state, or the model when the default pick is ambiguous. Other checkpoints (a
+    /// plain state dict, safetensors, ONNX, ...) are read unchanged, so that one key serves a
+    /// comparison of a training checkpoint with a plain state dict.
     pub key: Option<String>,
     /// Glob patterns (`*`, `?`, `[abc]`; `*` also matches dots); when any are given only tensors
     /// whose name matches one are kept. A pattern is matched against the name after

@@ -30,6 +30,9 @@ pub(crate) fn apply(
     let err = |msg: String| Error::new(&path, ErrorKind::Selection(msg));
     ck.sections = sections(&ck, &top_keys);
     let key = match &opts.key {
+        // A checkpoint that does not wrap its state dict is its own model: one --key serves a
+        // diff between a training checkpoint and a plain state dict.
+        Some(_) if ck.sections.is_empty() => None,
         Some(k) => Some(k.clone()),
         None if opts.all => None,
         None => default_key(&ck.sections).map_err(err)?,
@@ -53,7 +56,7 @@ pub(crate) fn apply(
             .any(|e| e.info.name.len() > dotted.len() && e.info.name.starts_with(&dotted))
         {
             return Err(err(format!(
-                "--key {k}: no tensor is under this key; the keys here are {}",
+                "--key {k}: no tensor is under this key; the keys holding tensors are {}",
                 key_list(&ck)
             )));
         }
@@ -223,38 +226,12 @@ fn default_key(sections: &[Section]) -> std::result::Result<Option<String>, Stri
     }
 }
 
-/// The keys `--key` could name: a wrapped checkpoint's top-level keys holding tensors, else the
-/// first dotted component of the tensor names (at most 20).
+/// The keys `--key` could name: a wrapped checkpoint's top-level keys holding tensors.
 fn key_list(ck: &Checkpoint) -> String {
-    let mut keys: Vec<String> = if ck.sections.is_empty() {
-        let mut seen = Vec::new();
-        for e in &ck.entries {
-            if let Some((first, _)) = e.info.name.split_once('.')
-                && !seen.iter().any(|s: &String| s == first)
-            {
-                seen.push(first.to_string());
-            }
-        }
-        seen
-    } else {
-        ck.sections
-            .iter()
-            .filter(|s| matches!(s.holds, Holds::Tensors { .. }))
-            .map(|s| s.key.clone())
-            .collect()
-    };
-    if keys.is_empty() {
-        return "none (no tensor name has a dotted prefix)".into();
-    }
-    let more = keys.len().saturating_sub(20);
-    keys.truncate(20);
-    let mut s = keys
+    ck.sections
         .iter()
-        .map(|k| format!("`{k}`"))
+        .filter(|s| matches!(s.holds, Holds::Tensors { .. }))
+        .map(|s| format!("`{}`", s.key))
         .collect::<Vec<_>>()
-        .join(", ");
-    if more > 0 {
-        s.push_str(&format!(" and {more} more"));
-    }
-    s
+        .join(", ")
 }

@@ -207,10 +207,22 @@ fn training_checkpoint_shows_the_model_and_counts_the_optimizer_apart() {
         assert!(ck.contains("state.0.exp_avg"), "{file}");
         assert!(ck.names().all(|n| n.starts_with("state.")));
     }
-    // A plain state dict is unchanged, and has no sections.
+    // A plain state dict is unchanged, and has no sections; --key leaves it as it is.
     let ck = open_opts("state_dict.pt", OpenOptions::default()).unwrap();
     assert!(ck.sections().is_empty());
     assert_eq!(ck.names().next(), Some("0.weight"));
+    let keyed = open_opts(
+        "state_dict.pt",
+        OpenOptions {
+            key: Some("model".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        keyed.names().collect::<Vec<_>>(),
+        ck.names().collect::<Vec<_>>()
+    );
 }
 
 #[test]
