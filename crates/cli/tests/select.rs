@@ -280,3 +280,46 @@ fn training_checkpoint_analyses_the_model_and_counts_the_optimizer_apart() {
     let out = String::from_utf8(o.stdout).unwrap();
     assert!(out.contains("4 shared"), "{out}");
 }
+
+#[test]
+fn merge_strips_the_prefix_of_every_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let pre = prefixed_copy(dir.path());
+    let src = io_fixture("bert_tiny.safetensors");
+    let cfg = dir.path().join("m.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "merge_method: linear\nmodels:\n  - model: {}\n    parameters: {{weight: 0.5}}\n  - model: {}\n    parameters: {{weight: 0.5}}\ndtype: float32\n",
+            src.display(),
+            pre.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    // Without it the two models share no tensor: refused.
+    let o = run(&["merge".as_ref(), cfg.as_os_str(), out.as_os_str()]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(&[
+        "merge".as_ref(),
+        "--strip-prefix".as_ref(),
+        "bert.".as_ref(),
+        cfg.as_os_str(),
+        out.as_os_str(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The average of a model with itself is the model.
+    let v = json_of(&[
+        "diff".as_ref(),
+        "--json".as_ref(),
+        src.as_os_str(),
+        out.as_os_str(),
+    ]);
+    assert_eq!(v["shared"].as_array().unwrap().len(), 29, "{v}");
+    assert_eq!(v["only_in_a"].as_array().unwrap().len(), 0);
+}
