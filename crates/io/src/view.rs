@@ -85,6 +85,12 @@ pub(crate) fn apply(
             under_key += 1;
         }
         let new = rename(name, opts);
+        if new.is_empty() {
+            return Err(err(format!(
+                "--rename leaves tensor `{before}` with an empty name"
+            ))
+            .with_tensor(&before));
+        }
         // A glob may be written against the new name or the one before renaming.
         let hit = |p: &glob::Pattern| p.matches(&new) || p.matches(name);
         if !include.is_empty() && !include.iter().any(hit) {

@@ -331,6 +331,13 @@ fn include_exclude_strip_and_rename() {
     .unwrap();
     assert_eq!(ck.names().collect::<Vec<_>>(), ["weight", "bias"]);
     assert_eq!(ck.resolve("0.bias"), Some("bias"));
+    // An empty name is refused.
+    let e = open(OpenOptions {
+        rename: vec![("0.bias".into(), "".into())],
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("empty name"), "{e}");
     // Selecting nothing is an error saying so.
     let e = open(OpenOptions {
         include: vec!["nothing*".into()],
