@@ -63,6 +63,8 @@ pub struct Args {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 #[derive(Serialize)]
@@ -83,9 +85,9 @@ struct Report {
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let (r, spec, _) = load_proven(&a.reference, a.spec.as_deref(), a.no_heads)?;
+    let (r, spec, _) = load_proven(&a.reference, a.spec.as_deref(), a.no_heads, &a.open)?;
     // OTHER is permuted with REF's groups (same names and shapes, checked next).
-    let (o, ck) = load_weights(&a.other)?;
+    let (o, ck) = load_weights(&a.other, &a.open)?;
     r.check_compatible(&o).map_err(sym_err)?;
     let start = Instant::now();
     let opts = MatchOptions {

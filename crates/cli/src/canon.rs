@@ -36,12 +36,14 @@ pub struct Args {
     /// leave the head and within-head groups out and use the others.
     #[arg(long)]
     pub no_heads: bool,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
     let output = crate::exit::output_path("canon", a.output, a.output_positional)?;
-    let (mut w, spec, ck) = load_proven(&a.input, a.spec.as_deref(), a.no_heads)?;
+    let (mut w, spec, ck) = load_proven(&a.input, a.spec.as_deref(), a.no_heads, &a.open)?;
     canonicalize(&spec, &mut w, &CanonOptions { scale: !a.no_scale }).map_err(sym_err)?;
     let file = write_output(
         &w,

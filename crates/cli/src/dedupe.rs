@@ -27,6 +27,8 @@ pub struct Args {
     /// Tensors with fewer elements are only compared exactly.
     #[arg(long, default_value_t = 256)]
     pub min_numel: usize,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 /// Runs the command.
@@ -34,7 +36,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if !(-1.0..=1.0).contains(&a.threshold) {
         return Err(exit::bad_input("--threshold must be a cosine in [-1, 1]"));
     }
-    let models = open_models(&a.paths)?;
+    let models = open_models(&a.paths, &a.open)?;
     let opts = DedupeOptions {
         threshold: a.threshold,
         min_numel: a.min_numel,

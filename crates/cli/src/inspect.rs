@@ -6,6 +6,8 @@ use weightspace_io::Checkpoint;
 
 use serde::Serialize;
 
+use weightspace_io::{Holds, Section};
+
 use crate::fmt;
 
 /// Show a checkpoint's format, metadata and tensors. Reads headers only, never tensor data.
@@ -23,7 +25,9 @@ pub struct Args {
     /// Print JSON: {"path","format","total_params","total_bytes","metadata","tensors":[{"name","dtype","shape","params","bytes"}]}
     /// for one model, an array of them for several; a tensor presented under another name than
     /// the file stores (ONNX `onnx::MatMul_N`) also has "alias" (the stored name),
-    /// "stored_shape" and "transposed".
+    /// "stored_shape" and "transposed". A PyTorch checkpoint wrapping
+    /// its state dict with other things also has "keys":
+    /// [{"key","selected","tensors","params"} or {"key","value"} or {"key","values"}].
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -53,6 +57,68 @@ struct Report<'a> {
     total_bytes: u64,
     metadata: &'a std::collections::BTreeMap<String, serde_json::Value>,
     tensors: Vec<TensorRow<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    keys: Vec<KeyRow<'a>>,
+}
+
+/// A top-level key of a wrapped PyTorch checkpoint.
+#[derive(Serialize)]
+struct KeyRow<'a> {
+    key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    selected: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    optimizer: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tensors: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    values: Option<usize>,
+}
+
+fn key_row(s: &Section) -> KeyRow<'_> {
+    let mut row = KeyRow {
+        key: &s.key,
+        selected: None,
+        optimizer: None,
+        tensors: None,
+        params: None,
+        value: None,
+        values: None,
+    };
+    match &s.holds {
+        Holds::Tensors { count, params } => {
+            row.selected = Some(s.selected);
+            row.optimizer = Some(s.is_optimizer());
+            row.tensors = Some(*count);
+            row.params = Some(*params);
+        }
+        Holds::Value(v) => row.value = Some(v),
+        Holds::Values(n) => row.values = Some(*n),
+    }
+    row
+}
+
+/// One line saying what a top-level key holds.
+fn key_line(s: &Section) -> String {
+    match &s.holds {
+        Holds::Tensors { count, params } => {
+            let what = format!("{count} tensors, {} parameters", fmt::count(*params));
+            if s.selected {
+                format!("{what} (the tensors below)")
+            } else if s.is_optimizer() {
+                format!("optimizer state: {what}, not analysed")
+            } else {
+                format!("{what}, not analysed")
+            }
+        }
+        Holds::Value(serde_json::Value::String(v)) => v.clone(),
+        Holds::Value(v) => v.to_string(),
+        Holds::Values(n) => format!("{n} values"),
+    }
 }
 
 /// Runs the command.
@@ -101,6 +167,7 @@ fn report<'a>(path: &Path, ck: &'a Checkpoint) -> Report<'a> {
                 }
             })
             .collect(),
+        keys: ck.sections().iter().map(key_row).collect(),
     }
 }
 
@@ -124,8 +191,20 @@ fn print_report(report: &Report<'_>, ck: &Checkpoint) {
     let renamed = report.tensors.iter().filter(|t| t.alias.is_some()).count();
     if renamed > 0 {
         println!(
-            "  {renamed} tensors shown under their module's name or as copies; --json gives the stored names"
+            "  {renamed} tensors shown under another name than the file stores (a module's name, a copy, --key, --strip-prefix or --rename); --json gives the stored names"
         );
+    }
+    if !ck.sections().is_empty() {
+        println!(
+            "  top-level keys (--key NAME shows another's tensors, --all every tensor under its stored name):"
+        );
+        for sec in ck.sections() {
+            let mut line = key_line(sec);
+            if line.chars().count() > 100 {
+                line = line.chars().take(97).collect::<String>() + "...";
+            }
+            println!("    {}: {line}", sec.key);
+        }
     }
     if !report.metadata.is_empty() {
         println!("  metadata:");

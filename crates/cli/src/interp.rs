@@ -73,6 +73,8 @@ pub struct Args {
     /// Print JSON: {"naive": path, "aligned": path?}.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 #[derive(Serialize)]
@@ -357,8 +359,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if a.steps < 2 {
         return Err(bad_input(format!("--steps {}: need at least 2", a.steps)));
     }
-    let (wa, spec, _) = load(&a.a, a.spec.as_deref())?;
-    let (wb, _, _) = load(&a.b, a.spec.as_deref())?;
+    let (wa, spec, _) = load(&a.a, a.spec.as_deref(), &a.open)?;
+    let (wb, _, _) = load(&a.b, a.spec.as_deref(), &a.open)?;
     wa.check_compatible(&wb).map_err(sym_err)?;
     let mut eval = evaluator(&a.a, a.data.as_deref())?;
     eval.resolve_repair(a.repair)?;

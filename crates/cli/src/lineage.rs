@@ -51,6 +51,8 @@ pub struct Args {
     /// Seed for the sample positions.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 /// Maps an analysis error: unreadable inputs keep their io error (exit code by kind), requests
@@ -63,14 +65,17 @@ pub fn analyze_err(e: weightspace_analyze::Error) -> anyhow::Error {
 }
 
 /// Opens the models named by `paths` (directories searched), labelled by their paths.
-pub fn open_models(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, Checkpoint)>> {
+pub fn open_models(
+    paths: &[PathBuf],
+    open: &crate::open::OpenArgs,
+) -> anyhow::Result<Vec<(String, Checkpoint)>> {
     let found = discover(paths)?;
     if found.is_empty() {
         return Err(exit::bad_input("no model files found in the given paths"));
     }
     found
         .iter()
-        .map(|p| Ok((label(p), Checkpoint::open(p)?)))
+        .map(|p| Ok((label(p), open.open(p)?)))
         .collect()
 }
 
@@ -89,7 +94,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "--sample must be positive and --split, --direction-weight, --unchanged-weight, --scale-tolerance numbers >= 0",
         ));
     }
-    let models = open_models(&a.paths)?;
+    let models = open_models(&a.paths, &a.open)?;
     let opts = LineageOptions {
         sample: a.sample,
         split: a.split,

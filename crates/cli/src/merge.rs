@@ -85,6 +85,8 @@ pub struct Args {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 fn lift(e: weightspace_merge::Error) -> anyhow::Error {
@@ -114,6 +116,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let opts = PlanOptions {
         dtype,
         topk_global,
+        open: a.open.options(),
         ..PlanOptions::default()
     };
     // Validate the whole config (headers only) before aligning anything.
@@ -132,7 +135,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 .expect("planned")
         };
         let ref_path = path_of(&p, &reference.name);
-        let (wr, spec, _) = load(&ref_path, None)?;
+        let (wr, spec, _) = load(&ref_path, None, &a.open)?;
         let parent = match out_dir.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -144,7 +147,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let mut sources = BTreeMap::new();
         for (k, o) in others.iter().enumerate() {
             let src = path_of(&p, &o.name);
-            let (wo, _, ck) = load(&src, None)?;
+            let (wo, _, ck) = load(&src, None, &a.open)?;
             wr.check_compatible(&wo).map_err(|e| {
                 bad_input(format!(
                     "align: `{}` cannot be aligned to `{}`: {}",

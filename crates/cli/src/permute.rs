@@ -48,11 +48,13 @@ pub struct Args {
     /// Print the group element applied as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let (mut w, spec, ck) = load_proven(&a.input, a.spec.as_deref(), a.no_heads)?;
+    let (mut w, spec, ck) = load_proven(&a.input, a.spec.as_deref(), a.no_heads, &a.open)?;
     let opts = RandomOptions {
         scale: a.scale,
         sign: a.sign,

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use weightspace_io::Checkpoint;
 use weightspace_merge::prune::{PruneMethod, PruneOptions, prune};
 
 use crate::exit::{bad_input, output_file, shard_size};
@@ -39,13 +38,15 @@ pub struct Args {
     /// Shard the output when it exceeds this size (e.g. 5GB).
     #[arg(long, value_name = "SIZE")]
     pub max_shard_size: Option<String>,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
     let method = PruneMethod::from_name(&a.method).expect("clap checked");
     let max_shard_bytes = shard_size(a.max_shard_size.as_deref())?;
-    let ck = Checkpoint::open(&a.input)?;
+    let ck = a.open.open(&a.input)?;
     let out = output_file(&crate::exit::output_path(
         "prune",
         a.output,

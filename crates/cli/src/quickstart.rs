@@ -227,6 +227,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     );
     print!("{yaml}");
     merge::run(merge::Args {
+        open: Default::default(),
         config: merge_cfg,
         out_dir: Some(out.join("merged")),
         out_dir_positional: None,
@@ -253,6 +254,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         ),
     );
     permute::run(permute::Args {
+        open: Default::default(),
         input: parent.clone(),
         output: Some(permuted.clone()),
         output_positional: None,
@@ -283,6 +285,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         ),
     );
     align::run(align::Args {
+        open: Default::default(),
         reference: parent.clone(),
         other: permuted.clone(),
         output: realigned.clone(),
@@ -314,6 +317,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         ),
     );
     interp::run(interp::Args {
+        open: Default::default(),
         a: m0,
         b: m1,
         data: None,
@@ -331,6 +335,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         &format!("weightspace spectral {}", parent.display()),
     );
     spectral::run(spectral::Args {
+        open: Default::default(),
         path: parent.clone(),
         json: false,
         parquet: None,
@@ -349,6 +354,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         ),
     );
     similarity::run(similarity::Args {
+        open: Default::default(),
         paths: vec![parent.clone(), permuted],
         json: false,
         rtol: 1e-5,
@@ -365,7 +371,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "weightspace lineage {d}/zoo/models/base-*/epoch_8.safetensors {d}/zoo/models/ft-*/epoch_2.safetensors"
         ),
     );
-    let models = lineage::open_models(&family)?;
+    let models = lineage::open_models(&family, &Default::default())?;
     let tree = weightspace_analyze::lineage::lineage(
         &models,
         &weightspace_analyze::lineage::LineageOptions::default(),
@@ -389,6 +395,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         ),
     );
     report::run(report::Args {
+        open: Default::default(),
         paths: family,
         out: out.join("report.html"),
         max_plots: 24,

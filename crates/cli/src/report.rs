@@ -37,6 +37,8 @@ pub struct Args {
     /// Seed for the random choices (shuffles, samples).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 /// Runs the command.
@@ -44,7 +46,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if a.max_dim == Some(0) {
         return Err(exit::bad_input("--max-dim must be at least 1"));
     }
-    let models = open_models(&a.paths)?;
+    let models = open_models(&a.paths, &a.open)?;
     let opts = ReportOptions {
         spectral: SpectralOptions {
             max_dim: a.max_dim,

@@ -56,6 +56,8 @@ pub struct Args {
     /// Seed of the alignment's random group order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 /// The float tensors of `w` as [`NamedValues`].
@@ -77,8 +79,8 @@ fn aligned_pair(
     (i, j): (usize, usize),
     a: &Args,
 ) -> anyhow::Result<AlignedSimilarity> {
-    let (wa, spec, _) = load(&paths[i], a.spec.as_deref())?;
-    let (wb, _) = load_weights(&paths[j])?;
+    let (wa, spec, _) = load(&paths[i], a.spec.as_deref(), &a.open)?;
+    let (wb, _) = load_weights(&paths[j], &a.open)?;
     wa.check_compatible(&wb)
         .map_err(|e| exit::bad_input(format!("cannot align {} to {}: {}", p.b, p.a, sym_err(e))))?;
     let opts = MatchOptions {
@@ -99,7 +101,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if !(a.rtol >= 0.0 && a.atol >= 0.0) {
         return Err(exit::bad_input("--rtol and --atol must be >= 0"));
     }
-    let models = open_models(&a.paths)?;
+    let models = open_models(&a.paths, &a.open)?;
     if models.len() < 2 {
         return Err(exit::bad_input(format!(
             "similarity needs at least two models, found {}",

@@ -42,6 +42,8 @@ pub struct Args {
     /// layouts, excluded, notes, and `unproven`: what the symmetry commands would refuse).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 /// Converts a spec error: unreadable files keep their io error (exit code by kind), anything
@@ -63,8 +65,12 @@ pub fn sym_err(e: weightspace_symmetry::Error) -> anyhow::Error {
 }
 
 /// Opens a checkpoint and derives its spec.
-pub fn load_spec(path: &Path, spec_file: Option<&Path>) -> anyhow::Result<(Checkpoint, ModelSpec)> {
-    let ck = Checkpoint::open(path)?;
+pub fn load_spec(
+    path: &Path,
+    spec_file: Option<&Path>,
+    open: &crate::open::OpenArgs,
+) -> anyhow::Result<(Checkpoint, ModelSpec)> {
+    let ck = open.open(path)?;
     let spec = spec_for_checkpoint(&ck, path, spec_file).map_err(|e| match e {
         SpecError::Io(io) => anyhow::Error::new(io),
         other => bad_input(format!("{}: {other}", path.display())),
@@ -77,8 +83,9 @@ pub fn load_spec(path: &Path, spec_file: Option<&Path>) -> anyhow::Result<(Check
 pub fn load(
     path: &Path,
     spec_file: Option<&Path>,
+    open: &crate::open::OpenArgs,
 ) -> anyhow::Result<(Weights, ModelSpec, Checkpoint)> {
-    load_proven(path, spec_file, false)
+    load_proven(path, spec_file, false, open)
 }
 
 /// Opens a checkpoint and derives its spec like [`load_spec`], then refuses (exit 2, naming
@@ -90,8 +97,9 @@ pub fn load_proven(
     path: &Path,
     spec_file: Option<&Path>,
     allow_missing_heads: bool,
+    open: &crate::open::OpenArgs,
 ) -> anyhow::Result<(Weights, ModelSpec, Checkpoint)> {
-    let (ck, spec) = load_spec(path, spec_file)?;
+    let (ck, spec) = load_spec(path, spec_file, open)?;
     spec.require_proven(allow_missing_heads)
         .map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
     let w = Weights::from_checkpoint(&ck).map_err(sym_err)?;
@@ -100,8 +108,11 @@ pub fn load_proven(
 
 /// Opens a checkpoint and reads its tensors, deriving no spec: for the model that is aligned
 /// *to* another, whose spec (after a shape check) is the reference's.
-pub fn load_weights(path: &Path) -> anyhow::Result<(Weights, Checkpoint)> {
-    let ck = Checkpoint::open(path)?;
+pub fn load_weights(
+    path: &Path,
+    open: &crate::open::OpenArgs,
+) -> anyhow::Result<(Weights, Checkpoint)> {
+    let ck = open.open(path)?;
     let w = Weights::from_checkpoint(&ck).map_err(sym_err)?;
     Ok((w, ck))
 }
@@ -159,7 +170,7 @@ pub fn write_output(
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let (_, spec) = load_spec(&a.path, a.spec.as_deref())?;
+    let (_, spec) = load_spec(&a.path, a.spec.as_deref(), &a.open)?;
     if a.json {
         return fmt::print_json(&spec);
     }

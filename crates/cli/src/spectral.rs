@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use weightspace_analyze::spectral::{self, ConvLayout, ConvMode, SpectralOptions, SpectralReport};
 use weightspace_analyze::table;
-use weightspace_io::Checkpoint;
 
 use crate::{exit, fmt, progress};
 
@@ -48,6 +47,8 @@ pub struct Args {
     /// Seed for the shuffles (traps) and sub-sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub open: crate::open::OpenArgs,
 }
 
 /// `--conv-layout` values.
@@ -92,7 +93,7 @@ impl Args {
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
     let opts = a.options()?;
-    let ck = Checkpoint::open(&a.path)?;
+    let ck = a.open.open(&a.path)?;
     let pb = progress::bar(spectral::candidate_count(&ck, &opts) as u64, "spectral");
     let rep = spectral::spectral(&ck, &opts, &|| pb.inc(1))?;
     pb.finish_and_clear();

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use weightspace_io::Checkpoint;
 use weightspace_merge::taskvec;
 
 use crate::exit::{bad_input, output_file, output_path, shard_size};
@@ -39,6 +38,8 @@ pub enum Cmd {
         /// Shard the output when it exceeds this size.
         #[arg(long, value_name = "SIZE")]
         max_shard_size: Option<String>,
+        #[command(flatten)]
+        open: crate::open::OpenArgs,
     },
     /// Write BASE + scale · (TV1 + TV2 + …) in the base's dtypes.
     #[command(after_help = "Examples:
@@ -60,6 +61,8 @@ pub enum Cmd {
         /// Shard the output when it exceeds this size.
         #[arg(long, value_name = "SIZE")]
         max_shard_size: Option<String>,
+        #[command(flatten)]
+        open: crate::open::OpenArgs,
     },
 }
 
@@ -81,10 +84,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             output,
             dtype,
             max_shard_size,
+            open,
         } => {
             let output = output_path("taskvec extract", output, output_positional)?;
-            let b = Checkpoint::open(&base)?;
-            let f = Checkpoint::open(&finetuned)?;
+            let b = open.open(&base)?;
+            let f = open.open(&finetuned)?;
             taskvec::extract(
                 &b,
                 &f,
@@ -100,16 +104,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             output,
             scale,
             max_shard_size,
+            open,
         } => {
             let positional = match (&output, paths.len()) {
                 (None, n) if n >= 2 => paths.pop(),
                 _ => None,
             };
             let output = output_path("taskvec apply", output, positional)?;
-            let b = Checkpoint::open(&base)?;
+            let b = open.open(&base)?;
             let tvs = paths
                 .iter()
-                .map(Checkpoint::open)
+                .map(|p| open.open(p))
                 .collect::<Result<Vec<_>, _>>()?;
             taskvec::apply(
                 &b,

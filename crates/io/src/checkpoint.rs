@@ -106,6 +106,9 @@ pub struct Parsed {
     /// For tensors presented under another name or layout than the file stores them (ONNX
     /// exporter names such as `onnx::MatMul_470`), keyed by the presented name.
     pub aliases: BTreeMap<String, Alias>,
+    /// For a PyTorch checkpoint whose top-level dict wraps the state dict with other things
+    /// (`{"model": {...}, "optimizer": {...}, "epoch": 3}`), its keys in order; empty otherwise.
+    pub top_keys: Vec<String>,
 }
 
 /// How the file stores a tensor that a [`Checkpoint`] presents under another name or layout.
@@ -126,15 +129,40 @@ pub struct Alias {
     pub transposed: bool,
 }
 
-/// How a checkpoint is opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How a checkpoint is opened: which tensors it presents, under which names.
+///
+/// The options make a view over the file, applied in this order: [`OpenOptions::key`] (or the
+/// default pick of a wrapped PyTorch checkpoint's state dict), [`OpenOptions::strip_prefix`],
+/// [`OpenOptions::rename`], then [`OpenOptions::include`] and [`OpenOptions::exclude`] on the
+/// resulting names. A renamed tensor keeps its stored name as an [`Alias`], so
+/// [`Checkpoint::resolve`] still finds it by that name. Two tensors ending up with one name, or
+/// a selection that keeps no tensor, is an [`ErrorKind::Selection`] error.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OpenOptions {
     /// Every tensor the file stores, under its stored name and layout. Off (the default), formats
     /// that mix weights with other constants show the weights only, as the source model named
     /// them: an ONNX model hides integer shape plumbing and scalar constants and renames the
-    /// tensors its exporter left unnamed (see the crate documentation). Other formats are the
-    /// same either way.
+    /// tensors its exporter left unnamed (see the crate documentation), and a PyTorch checkpoint
+    /// that wraps its state dict with optimizer state and training scalars shows the model's
+    /// parameters only (see [`Checkpoint::sections`]). Other formats are the same either way.
     pub all: bool,
+    /// For a PyTorch checkpoint that wraps its state dict ([`Checkpoint::sections`]): only the
+    /// tensors under this top-level key, with the `NAME.` prefix removed — `optimizer` for its
+    /// optimizer state, or the model when the default pick is ambiguous. Other checkpoints (a
+    /// plain state dict, safetensors, ONNX, ...) are read unchanged, so that one key serves a
+    /// comparison of a training checkpoint with a plain state dict.
+    pub key: Option<String>,
+    /// Glob patterns (`*`, `?`, `[abc]`; `*` also matches dots); when any are given only tensors
+    /// whose name matches one are kept. A pattern is matched against the name after
+    /// [`OpenOptions::strip_prefix`] and [`OpenOptions::rename`] and the one before (after
+    /// [`OpenOptions::key`]); either matching counts.
+    pub include: Vec<String>,
+    /// Glob patterns, matched like [`OpenOptions::include`]; tensors matching one are left out.
+    pub exclude: Vec<String>,
+    /// Name prefixes to remove (the first that matches, once); names without any are unchanged.
+    pub strip_prefix: Vec<String>,
+    /// `(FROM, TO)` literal prefix replacements, the first that matches, after `strip_prefix`.
+    pub rename: Vec<(String, String)>,
 }
 
 /// A set of named tensors read from one file, a sharded set of files, or a model directory.
@@ -144,15 +172,53 @@ pub struct OpenOptions {
 /// and produced on demand otherwise.
 #[derive(Debug)]
 pub struct Checkpoint {
-    path: PathBuf,
+    pub(crate) path: PathBuf,
     format: Format,
-    entries: Vec<Entry>,
-    index: HashMap<String, usize>,
-    metadata: BTreeMap<String, Value>,
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) index: HashMap<String, usize>,
+    pub(crate) metadata: BTreeMap<String, Value>,
     files: Vec<PathBuf>,
-    aliases: BTreeMap<String, Alias>,
+    pub(crate) aliases: BTreeMap<String, Alias>,
     /// Stored names that are not tensor names, to the tensor they are presented as.
-    alias_index: HashMap<String, String>,
+    pub(crate) alias_index: HashMap<String, String>,
+    /// A wrapped PyTorch checkpoint's top-level keys and what each holds.
+    pub(crate) sections: Vec<Section>,
+}
+
+/// One top-level key of a PyTorch checkpoint that wraps its state dict with other things
+/// (`{"model": {...}, "optimizer": {...}, "epoch": 3}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Section {
+    /// The key.
+    pub key: String,
+    /// What it holds.
+    pub holds: Holds,
+    /// True for the key whose tensors the checkpoint presents (the model's parameters by
+    /// default, [`OpenOptions::key`] when given).
+    pub selected: bool,
+}
+
+impl Section {
+    /// True for optimizer state (a key containing `optim`): never the default pick.
+    pub fn is_optimizer(&self) -> bool {
+        self.key.to_ascii_lowercase().contains("optim")
+    }
+}
+
+/// What a [`Section`] holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Holds {
+    /// Tensors (at any depth), and their total number of elements.
+    Tensors {
+        /// How many tensors.
+        count: usize,
+        /// Their total number of elements.
+        params: u64,
+    },
+    /// One non-tensor value (a number, a string, ...).
+    Value(Value),
+    /// A container of this many non-tensor values.
+    Values(usize),
 }
 
 /// Index files that make a directory one sharded checkpoint, in order of preference.
@@ -167,9 +233,16 @@ impl Checkpoint {
         Self::open_with(path, OpenOptions::default())
     }
 
-    /// Opens a checkpoint like [`Checkpoint::open`], with options.
+    /// Opens a checkpoint like [`Checkpoint::open`], with options: which tensors, under which
+    /// names ([`OpenOptions`]).
     pub fn open_with(path: impl AsRef<Path>, opts: OpenOptions) -> Result<Checkpoint> {
-        let path = path.as_ref();
+        let (ck, top_keys) = Self::open_stored(path.as_ref(), &opts)?;
+        crate::view::apply(ck, top_keys, &opts)
+    }
+
+    /// The checkpoint as the reader presents it, before [`OpenOptions`]' view, and the wrapped
+    /// top-level keys of a PyTorch checkpoint.
+    fn open_stored(path: &Path, opts: &OpenOptions) -> Result<(Checkpoint, Vec<String>)> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
             return Self::open_dir(path, opts);
@@ -182,8 +255,28 @@ impl Checkpoint {
         Self::from_parsed(path, parsed, vec![path.to_path_buf()])
     }
 
+    /// Rebuilds the name index and the stored-name index after the entries changed.
+    pub(crate) fn reindex(&mut self) {
+        self.index = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.info.name.clone(), i))
+            .collect();
+        self.alias_index = self
+            .aliases
+            .iter()
+            .filter(|(_, a)| !self.index.contains_key(&a.name))
+            .map(|(name, a)| (a.name.clone(), name.clone()))
+            .collect();
+    }
+
     /// Builds a checkpoint from a reader's output, checking names are unique.
-    fn from_parsed(path: &Path, parsed: Parsed, files: Vec<PathBuf>) -> Result<Checkpoint> {
+    fn from_parsed(
+        path: &Path,
+        parsed: Parsed,
+        files: Vec<PathBuf>,
+    ) -> Result<(Checkpoint, Vec<String>)> {
         let mut index = HashMap::with_capacity(parsed.entries.len());
         for (i, e) in parsed.entries.iter().enumerate() {
             if index.insert(e.info.name.clone(), i).is_some() {
@@ -197,7 +290,7 @@ impl Checkpoint {
             .filter(|(_, a)| !index.contains_key(&a.name))
             .map(|(name, a)| (a.name.clone(), name.clone()))
             .collect();
-        Ok(Checkpoint {
+        let ck = Checkpoint {
             path: path.to_path_buf(),
             format: parsed.format,
             entries: parsed.entries,
@@ -206,10 +299,12 @@ impl Checkpoint {
             files,
             aliases: parsed.aliases,
             alias_index,
-        })
+            sections: Vec::new(),
+        };
+        Ok((ck, parsed.top_keys))
     }
 
-    fn open_dir(dir: &Path, opts: OpenOptions) -> Result<Checkpoint> {
+    fn open_dir(dir: &Path, opts: &OpenOptions) -> Result<(Checkpoint, Vec<String>)> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| Error::io(dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -251,7 +346,7 @@ impl Checkpoint {
             .cloned()
             .collect();
         match weights.len() {
-            1 => Self::open_with(&weights[0], opts),
+            1 => Self::open_stored(&weights[0], opts),
             0 => Err(Error::new(
                 dir,
                 ErrorKind::UnknownFormat("the directory holds no weights file".into()),
@@ -268,7 +363,7 @@ impl Checkpoint {
 
     /// Opens a sharded checkpoint from its `*.index.json` (`{"metadata":{…},"weight_map":{name:
     /// shard}}`): every tensor named in the weight map must be found in its shard.
-    fn open_index(index_path: &Path, opts: OpenOptions) -> Result<Checkpoint> {
+    fn open_index(index_path: &Path, opts: &OpenOptions) -> Result<(Checkpoint, Vec<String>)> {
         let text = std::fs::read(index_path).map_err(|e| Error::io(index_path, e))?;
         let json: Value = serde_json::from_slice(&text)
             .map_err(|e| Error::new(index_path, ErrorKind::InvalidHeader(e.to_string())))?;
@@ -298,13 +393,13 @@ impl Checkpoint {
             wanted.insert(tensor.as_str(), shard);
         }
         shards.sort();
-        let mut ck = Self::open_shards(index_path, &shards, Some(&wanted), opts)?;
+        let (mut ck, top_keys) = Self::open_shards(index_path, &shards, Some(&wanted), opts)?;
         if let Some(m) = json.get("metadata").and_then(Value::as_object) {
             for (k, v) in m {
                 ck.metadata.insert(k.clone(), v.clone());
             }
         }
-        Ok(ck)
+        Ok((ck, top_keys))
     }
 
     /// Combines shard files into one checkpoint. With a weight map, checks each listed tensor is
@@ -313,8 +408,8 @@ impl Checkpoint {
         path: &Path,
         shards: &[PathBuf],
         wanted: Option<&HashMap<&str, &str>>,
-        opts: OpenOptions,
-    ) -> Result<Checkpoint> {
+        opts: &OpenOptions,
+    ) -> Result<(Checkpoint, Vec<String>)> {
         let mut entries = Vec::new();
         let mut metadata = BTreeMap::new();
         let mut aliases = BTreeMap::new();
@@ -372,6 +467,8 @@ impl Checkpoint {
             entries,
             metadata,
             aliases,
+            // Shards are state dicts; a wrapped checkpoint is one file.
+            top_keys: Vec::new(),
         };
         Self::from_parsed(path, parsed, shards.to_vec())
     }
@@ -458,6 +555,19 @@ impl Checkpoint {
         }
     }
 
+    /// For a PyTorch checkpoint whose top-level dict wraps the state dict with other things
+    /// (`{"model": {...}, "optimizer": {...}, "epoch": 3}`): each top-level key, what it holds,
+    /// and which one's tensors the checkpoint presents. Empty for every other checkpoint.
+    ///
+    /// By default the presented tensors are the model's parameters: those of the one key named
+    /// like a state dict (`state_dict`, `model_state_dict`, `model_state`, `model`, `module`,
+    /// `net`, `network`), or else of the one key holding tensors that is not optimizer state,
+    /// with the `KEY.` prefix removed. Optimizer state is never mixed in; [`OpenOptions::key`]
+    /// picks another key, [`OpenOptions::all`] shows everything under its stored names.
+    pub fn sections(&self) -> &[Section] {
+        &self.sections
+    }
+
     /// True when the checkpoint has a tensor called `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.index.contains_key(name)
@@ -542,7 +652,7 @@ fn sniff_path(path: &Path) -> Option<Format> {
 }
 
 /// Reads one file of any supported format.
-pub(crate) fn open_file(path: &Path, opts: OpenOptions) -> Result<Parsed> {
+pub(crate) fn open_file(path: &Path, opts: &OpenOptions) -> Result<Parsed> {
     let buf: Arc<Buf> = Buf::map_file(path)?;
     let parsed = match sniff(&buf) {
         Some(Format::Gguf) => gguf::open(path, buf)?,

@@ -96,6 +96,11 @@ pub enum ErrorKind {
     /// The tensor asked for does not exist.
     #[error("no such tensor")]
     TensorNotFound,
+    /// The tensors asked for (`--key`, `--include`/`--exclude`, `--strip-prefix`/`--rename`,
+    /// see [`crate::OpenOptions`]) cannot be chosen: nothing matches, two tensors end up with
+    /// one name, a bad pattern, or a checkpoint whose model parameters are ambiguous.
+    #[error("{0}")]
+    Selection(String),
 }
 
 impl Error {

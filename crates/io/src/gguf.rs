@@ -622,6 +622,7 @@ pub(crate) fn open(path: &Path, buf: Arc<Buf>) -> Result<Parsed> {
         entries,
         metadata,
         aliases: Default::default(),
+        top_keys: Vec::new(),
     })
 }
 

@@ -42,10 +42,13 @@ mod pytorch;
 mod quant;
 mod safetensors;
 mod tensor;
+mod view;
 mod writer;
 mod zipfs;
 
-pub use checkpoint::{Alias, Checkpoint, Format, Framework, OpenOptions, Parsed, sniff};
+pub use checkpoint::{
+    Alias, Checkpoint, Format, Framework, Holds, OpenOptions, Parsed, Section, sniff,
+};
 pub use dtype::{DType, encode_f32, f8_e4m3_to_f32, f8_e5m2_to_f32};
 pub use error::{Error, ErrorKind, Result};
 pub use gguf::{GGUF_MAX_ARRAY_LEN, GGUF_MAX_DEPTH, GGUF_MAX_KEPT_ELEMENTS};

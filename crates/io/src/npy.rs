@@ -83,6 +83,7 @@ pub(crate) fn open_npy(path: &Path, buf: Arc<Buf>) -> Result<Parsed> {
         entries: vec![entry],
         metadata,
         aliases: Default::default(),
+        top_keys: Vec::new(),
     })
 }
 
@@ -115,6 +116,7 @@ pub(crate) fn open_npz(path: &Path, buf: Arc<Buf>, entries: Vec<ZipEntry>) -> Re
         entries: out,
         metadata: BTreeMap::new(),
         aliases: Default::default(),
+        top_keys: Vec::new(),
     })
 }
 

@@ -204,5 +204,6 @@ pub(crate) fn open(path: &Path, buf: Arc<Buf>) -> Result<Parsed> {
         entries,
         metadata,
         aliases: Default::default(),
+        top_keys: Vec::new(),
     })
 }

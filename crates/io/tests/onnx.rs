@@ -19,7 +19,14 @@ fn real() -> PathBuf {
 
 /// Every stored tensor, under its stored name (`--all`).
 fn open_all(p: impl AsRef<Path>) -> Checkpoint {
-    Checkpoint::open_with(p, OpenOptions { all: true }).unwrap_or_else(|e| panic!("{e}"))
+    Checkpoint::open_with(
+        p,
+        OpenOptions {
+            all: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn read_json(p: &Path) -> Value {
@@ -618,7 +625,13 @@ fn open_and_read_all(bytes: &[u8]) {
     let p = dir.path().join("m.onnx");
     std::fs::write(&p, bytes).unwrap();
     for all in [false, true] {
-        if let Ok(ck) = Checkpoint::open_with(&p, OpenOptions { all }) {
+        if let Ok(ck) = Checkpoint::open_with(
+            &p,
+            OpenOptions {
+                all,
+                ..Default::default()
+            },
+        ) {
             for i in 0..ck.len() {
                 if let Ok(t) = ck.tensor_at(i) {
                     let _ = t.to_f32();

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use weightspace_io::{Checkpoint, DType, ErrorKind, Format};
+use weightspace_io::{Checkpoint, DType, ErrorKind, Format, Holds, OpenOptions};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch")
@@ -77,8 +77,13 @@ fn check_tensor(ck: &Checkpoint, name: &str, g: &Value) {
 
 /// Opens a fixture and checks every golden tensor, in order.
 fn check_fixture(file: &str, key: &str, format: Format) -> Checkpoint {
+    check_fixture_with(file, key, format, OpenOptions::default())
+}
+
+/// [`check_fixture`], opened with `opts`.
+fn check_fixture_with(file: &str, key: &str, format: Format, opts: OpenOptions) -> Checkpoint {
     let g = golden(&fixtures());
-    let ck = Checkpoint::open(fixtures().join(file)).unwrap_or_else(|e| panic!("{e}"));
+    let ck = Checkpoint::open_with(fixtures().join(file), opts).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(ck.format(), format, "{file}");
     let tensors = g[key]["tensors"].as_object().unwrap();
     let mut want: Vec<&str> = tensors.keys().map(String::as_str).collect();
@@ -125,7 +130,12 @@ fn training_checkpoint_zip_and_legacy() {
         ("training.pt", Format::PyTorch),
         ("training_legacy.pt", Format::PyTorchLegacy),
     ] {
-        let ck = check_fixture(file, "training.pt", format);
+        // Everything the file stores, under its stored (dotted) names.
+        let all = OpenOptions {
+            all: true,
+            ..Default::default()
+        };
+        let ck = check_fixture_with(file, "training.pt", format, all);
         assert!(ck.contains("model.0.weight"));
         assert!(ck.contains("optimizer.state.0.exp_avg"));
         assert!(ck.contains("optimizer.state.3.exp_avg_sq"));
@@ -142,6 +152,205 @@ fn training_checkpoint_zip_and_legacy() {
         assert_eq!(meta["device"], "torch.device('cpu')");
         assert_eq!(meta["optimizer.param_groups.0.amsgrad"], false);
     }
+}
+
+fn open_opts(file: &str, opts: OpenOptions) -> weightspace_io::Result<Checkpoint> {
+    Checkpoint::open_with(fixtures().join(file), opts)
+}
+
+#[test]
+fn training_checkpoint_shows_the_model_and_counts_the_optimizer_apart() {
+    let g = golden(&fixtures());
+    for file in ["training.pt", "training_legacy.pt"] {
+        let ck = open_opts(file, OpenOptions::default()).unwrap();
+        // The model's parameters only, with the `model.` prefix removed.
+        assert_eq!(
+            ck.names().collect::<Vec<_>>(),
+            ["0.weight", "0.bias", "2.weight", "2.bias"],
+            "{file}"
+        );
+        check_tensor(&ck, "2.bias", &g["training.pt"]["tensors"]["model.2.bias"]);
+        // The stored name still finds the tensor.
+        assert_eq!(ck.resolve("model.0.weight"), Some("0.weight"));
+        assert_eq!(ck.alias("0.weight").unwrap().name, "model.0.weight");
+        // Top-level keys and what each holds; the optimizer is counted, not presented.
+        let sec = |k: &str| ck.sections().iter().find(|s| s.key == k).unwrap().clone();
+        assert!(sec("model").selected);
+        assert_eq!(
+            sec("model").holds,
+            Holds::Tensors {
+                count: 4,
+                params: 23
+            }
+        );
+        let opt = sec("optimizer");
+        assert!(!opt.selected && opt.is_optimizer());
+        // Adam: exp_avg and exp_avg_sq per parameter (step is a tensor too in torch 2.x).
+        let Holds::Tensors { count, params } = opt.holds else {
+            panic!("{file}: optimizer holds {:?}", opt.holds)
+        };
+        assert!(count >= 8 && params >= 46, "{file}: {count} {params}");
+        assert_eq!(sec("epoch").holds, Holds::Value(3.into()));
+        assert_eq!(sec("name").holds, Holds::Value("run-1".into()));
+        assert_eq!(sec("losses").holds, Holds::Values(2));
+
+        // --key optimizer: its tensors, prefix removed.
+        let ck = open_opts(
+            file,
+            OpenOptions {
+                key: Some("optimizer".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(ck.len(), count);
+        assert!(ck.contains("state.0.exp_avg"), "{file}");
+        assert!(ck.names().all(|n| n.starts_with("state.")));
+    }
+    // A plain state dict is unchanged, and has no sections; --key leaves it as it is.
+    let ck = open_opts("state_dict.pt", OpenOptions::default()).unwrap();
+    assert!(ck.sections().is_empty());
+    assert_eq!(ck.names().next(), Some("0.weight"));
+    let keyed = open_opts(
+        "state_dict.pt",
+        OpenOptions {
+            key: Some("model".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        keyed.names().collect::<Vec<_>>(),
+        ck.names().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn two_candidate_state_dicts_are_refused_without_key() {
+    let e = open_opts("two_models.pt", OpenOptions::default()).unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::Selection(_)), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("`student`") && msg.contains("`teacher`") && msg.contains("--key"),
+        "{msg}"
+    );
+    assert!(!msg.contains("`optimizer`"), "{msg}");
+    let ck = open_opts(
+        "two_models.pt",
+        OpenOptions {
+            key: Some("teacher".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        ck.names().collect::<Vec<_>>(),
+        ["0.weight", "0.bias", "2.weight", "2.bias"]
+    );
+    assert!(
+        ck.sections()
+            .iter()
+            .any(|s| s.key == "teacher" && s.selected)
+    );
+    // --all: everything, stored names.
+    let ck = open_opts(
+        "two_models.pt",
+        OpenOptions {
+            all: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(ck.contains("student.0.weight") && ck.contains("optimizer.state.0.exp_avg"));
+    // A key that holds no tensor names the keys that do.
+    let e = open_opts(
+        "two_models.pt",
+        OpenOptions {
+            key: Some("step".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("`teacher`"), "{e}");
+}
+
+#[test]
+fn include_exclude_strip_and_rename() {
+    let open = |o: OpenOptions| open_opts("state_dict.pt", o);
+    let ck = open(OpenOptions {
+        include: vec!["*.weight".into()],
+        exclude: vec!["2.*".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(ck.names().collect::<Vec<_>>(), ["0.weight"]);
+    let ck = open(OpenOptions {
+        strip_prefix: vec!["0.".into()],
+        rename: vec![("2.".into(), "fc2.".into())],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        ck.names().collect::<Vec<_>>(),
+        ["weight", "bias", "fc2.weight", "fc2.bias"]
+    );
+    assert_eq!(ck.resolve("2.weight"), Some("fc2.weight"));
+    assert_eq!(
+        ck.tensor_f32("fc2.weight").unwrap(),
+        Checkpoint::open(fixtures().join("state_dict.pt"))
+            .unwrap()
+            .tensor_f32("2.weight")
+            .unwrap()
+    );
+    // Globs match the names after renaming.
+    let ck = open(OpenOptions {
+        rename: vec![("2.".into(), "fc2.".into())],
+        include: vec!["fc2.*".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(ck.len(), 2);
+    // Two tensors becoming one name: an error naming both.
+    let e = open(OpenOptions {
+        rename: vec![("0.".into(), "".into()), ("2.".into(), "".into())],
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::Selection(_)));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("`0.weight`") && msg.contains("`2.weight`"),
+        "{msg}"
+    );
+    // ... unless one is left out (globs match the name before renaming too).
+    let ck = open(OpenOptions {
+        rename: vec![("0.".into(), "".into()), ("2.".into(), "".into())],
+        exclude: vec!["2.*".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(ck.names().collect::<Vec<_>>(), ["weight", "bias"]);
+    assert_eq!(ck.resolve("0.bias"), Some("bias"));
+    // An empty name is refused.
+    let e = open(OpenOptions {
+        rename: vec![("0.bias".into(), "".into())],
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("empty name"), "{e}");
+    // Selecting nothing is an error saying so.
+    let e = open(OpenOptions {
+        include: vec!["nothing*".into()],
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("select no tensor"), "{e}");
+    let e = open(OpenOptions {
+        include: vec!["[".into()],
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("not a glob pattern"), "{e}");
 }
 
 #[test]

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use weightspace_io::{Checkpoint, DType, TensorInfo};
+use weightspace_io::{Checkpoint, DType, OpenOptions, TensorInfo};
 
 use crate::config::{
     InputSlice, MergeConfig, ModelRef, OutputSlice, Params, Scalar, TokenizerSource,
@@ -290,10 +290,15 @@ pub struct PlanOptions {
     /// Read the model named (as in the config) by a key from this path instead: align-then-merge
     /// merges aligned copies of the models while errors and the plan keep the config's names.
     pub sources: BTreeMap<String, PathBuf>,
+    /// How every model is opened (`--strip-prefix`, `--rename`, `--key`, ... applied to all
+    /// inputs alike), except those read from [`PlanOptions::sources`], which are weightspace's
+    /// own outputs already under the view's names.
+    pub open: OpenOptions,
 }
 
 struct Planner {
     sources: BTreeMap<String, PathBuf>,
+    open: OpenOptions,
     models: Vec<Model>,
     by_name: HashMap<String, usize>,
     cache: Vec<PathBuf>,
@@ -310,11 +315,14 @@ impl Planner {
             model: r.name.clone(),
             msg,
         };
-        let path = match self.sources.get(&r.name) {
-            Some(p) => p.clone(),
-            None => locate_model(&r.name, &self.cache).map_err(err)?,
+        let (path, opts) = match self.sources.get(&r.name) {
+            Some(p) => (p.clone(), OpenOptions::default()),
+            None => (
+                locate_model(&r.name, &self.cache).map_err(err)?,
+                self.open.clone(),
+            ),
         };
-        let ck = Checkpoint::open(&path).map_err(|e| err(e.to_string()))?;
+        let ck = Checkpoint::open_with(&path, opts).map_err(|e| err(e.to_string()))?;
         let names: Vec<&str> = ck.names().collect();
         let layout = Layout::of(names.iter().copied());
         self.models.push(Model {
@@ -359,6 +367,7 @@ pub fn plan(cfg: MergeConfig, opts: &PlanOptions) -> Result<Plan> {
     let method = cfg.merge_method;
     let mut p = Planner {
         sources: opts.sources.clone(),
+        open: opts.open.clone(),
         models: Vec::new(),
         by_name: HashMap::new(),
         cache: opts.cache_dirs.clone().unwrap_or_else(hf_cache_dirs),

@@ -143,7 +143,7 @@ impl AsRef<[u8]> for Owner {
 
 /// Reads an ONNX model's weights: every stored tensor with `opts.all`, otherwise the weights
 /// as [`select`] presents them.
-pub(crate) fn open(path: &Path, buf: Arc<Buf>, opts: OpenOptions) -> Result<Parsed> {
+pub(crate) fn open(path: &Path, buf: Arc<Buf>, opts: &OpenOptions) -> Result<Parsed> {
     let bytes = Bytes::from_owner(Owner(buf.clone()));
     let model = ModelProto::decode(bytes).map_err(|e| {
         let msg = e.to_string();
@@ -233,6 +233,7 @@ pub(crate) fn open(path: &Path, buf: Arc<Buf>, opts: OpenOptions) -> Result<Pars
         entries,
         metadata,
         aliases,
+        top_keys: Vec::new(),
     })
 }
 

@@ -459,6 +459,7 @@ fn build(
         _ => "value",
     };
     f.walk(root, root_name.to_string(), 0)?;
+    let top_keys = wrapped_keys(&f, root);
     let Flattener {
         tensors, metadata, ..
     } = f;
@@ -478,7 +479,26 @@ fn build(
         entries,
         metadata,
         aliases: Default::default(),
+        top_keys,
     })
+}
+
+/// The keys of a top-level dict that wraps the state dict with other things (`{"model": {...},
+/// "optimizer": {...}, "epoch": 3}`): none of its values is a tensor and at least one is a
+/// container. Empty for a plain state dict (tensors directly under the root) and anything else.
+fn wrapped_keys(f: &Flattener<'_, '_, '_>, root: Id) -> Vec<String> {
+    let Obj::Dict(items) = f.u.get(root) else {
+        return Vec::new();
+    };
+    let is = |v: Id, tensor: bool| match f.u.get(v) {
+        Obj::Tensor(_) | Obj::Storage(_) => tensor,
+        Obj::Dict(_) | Obj::List(_) | Obj::Tuple(_) | Obj::Object { .. } => !tensor,
+        _ => false,
+    };
+    if items.iter().any(|&(_, v)| is(v, true)) || !items.iter().any(|&(_, v)| is(v, false)) {
+        return Vec::new();
+    }
+    items.iter().map(|&(k, _)| f.key_text(k)).collect()
 }
 
 struct Flattener<'p, 'u, 'a> {
