@@ -199,3 +199,36 @@ pub fn model_paths(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<std::path
     }
     Ok(found)
 }
+
+/// A library error that knows whether the user's input caused it.
+pub trait InputError: std::error::Error + Send + Sync + 'static {
+    /// True when the input (arguments, config, files) is at fault: exit code 2.
+    fn is_bad_input(&self) -> bool;
+}
+
+impl InputError for weightspace_merge::Error {
+    fn is_bad_input(&self) -> bool {
+        weightspace_merge::Error::is_bad_input(self)
+    }
+}
+
+impl InputError for weightspace_zoo::Error {
+    fn is_bad_input(&self) -> bool {
+        weightspace_zoo::Error::is_bad_input(self)
+    }
+}
+
+impl InputError for weightspace_learn::Error {
+    fn is_bad_input(&self) -> bool {
+        weightspace_learn::Error::is_bad_input(self)
+    }
+}
+
+/// Lifts a library error into the CLI's: bad input exits 2, anything else 1.
+pub fn lift<E: InputError>(e: E) -> anyhow::Error {
+    if e.is_bad_input() {
+        bad_input(e.to_string())
+    } else {
+        anyhow::Error::new(e)
+    }
+}

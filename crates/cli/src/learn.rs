@@ -6,6 +6,7 @@ use clap::{Args as ClapArgs, Subcommand};
 use weightspace_learn as learn;
 
 use crate::exit::bad_input;
+use crate::exit::lift;
 use crate::progress;
 
 /// Models whose input is weights.
@@ -142,14 +143,6 @@ pub struct BenchArgs {
     /// Also write the table: .md (Markdown summary), .csv (one line per run) or .json (all).
     #[arg(short, long = "output", visible_alias = "out", value_name = "FILE")]
     pub out: Option<PathBuf>,
-}
-
-fn lift(e: learn::Error) -> anyhow::Error {
-    if e.is_bad_input() {
-        bad_input(e.to_string())
-    } else {
-        anyhow::Error::new(e)
-    }
 }
 
 fn load(c: &Common) -> anyhow::Result<learn::ZooData> {

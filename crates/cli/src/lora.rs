@@ -7,6 +7,7 @@ use weightspace_io::{Checkpoint, DType};
 use weightspace_merge::config::parse_dtype;
 use weightspace_merge::lora;
 
+use crate::exit::lift;
 use crate::exit::{bad_input, output_file, shard_size};
 use crate::progress;
 
@@ -90,14 +91,6 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-}
-
-fn lift(e: weightspace_merge::Error) -> anyhow::Error {
-    if e.is_bad_input() {
-        bad_input(e.to_string())
-    } else {
-        anyhow::Error::new(e)
-    }
 }
 
 /// Runs the command.

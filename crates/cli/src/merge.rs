@@ -10,6 +10,7 @@ use weightspace_merge::{
 };
 use weightspace_symmetry::{MatchOptions, align};
 
+use crate::exit::lift;
 use crate::exit::{bad_input, shard_size};
 use crate::progress;
 use crate::spec::{load, sym_err, write_output};
@@ -87,14 +88,6 @@ pub struct Args {
     pub json: bool,
     #[command(flatten)]
     pub open: crate::open::OpenArgs,
-}
-
-fn lift(e: weightspace_merge::Error) -> anyhow::Error {
-    if e.is_bad_input() {
-        bad_input(e.to_string())
-    } else {
-        anyhow::Error::new(e)
-    }
 }
 
 /// Runs the command.

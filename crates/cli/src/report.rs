@@ -14,12 +14,16 @@ use crate::{exit, fmt, progress};
 /// and fitted power law) and α per layer for each model; with two models or more, a similarity
 /// heat map and the recovered lineage tree.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  weightspace report model.safetensors -o report.html
+  weightspace report zoo/models/*/epoch_8.safetensors -o zoo-report.html --max-plots 8
+  weightspace report crepe.pth -o crepe.html --conv-layout oihw")]
 pub struct Args {
     /// Model files, model directories, or directories to search for models.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// The HTML file to write (atomically).
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long = "output", visible_alias = "out", value_name = "FILE")]
     pub out: PathBuf,
     /// ESD plots per model at most (the rest of the layers are in the tables).
     #[arg(long, default_value_t = 24)]

@@ -17,6 +17,10 @@ use crate::{exit, fmt, progress};
 /// NumPy files do not say, so their kernels are skipped unless --conv-layout is given. Every
 /// tensor left out (1-D, integer, too small, unknown layout) is listed with the reason.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  weightspace spectral model.safetensors
+  weightspace spectral pytorch_model.bin --json --parquet layers.parquet
+  weightspace spectral kernels.npz --conv-layout hwio")]
 pub struct Args {
     /// A checkpoint (any supported format, a `*.index.json` or a model directory).
     pub path: PathBuf,

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use weightspace_merge::taskvec;
 
-use crate::exit::{bad_input, output_file, output_path, shard_size};
+use crate::exit::lift;
+use crate::exit::{output_file, output_path, shard_size};
 
 /// Task vectors: `extract` writes FINETUNED − BASE; `apply` writes BASE + scale · Σ TV (a
 /// negative scale negates: forgetting a task).
@@ -64,14 +65,6 @@ pub enum Cmd {
         #[command(flatten)]
         open: crate::open::OpenArgs,
     },
-}
-
-fn lift(e: weightspace_merge::Error) -> anyhow::Error {
-    if e.is_bad_input() {
-        bad_input(e.to_string())
-    } else {
-        anyhow::Error::new(e)
-    }
 }
 
 /// Runs the command.

@@ -7,6 +7,7 @@ use clap::Subcommand;
 use weightspace_zoo as zoo;
 
 use crate::exit::bad_input;
+use crate::exit::lift;
 use crate::progress;
 
 /// Populations of small trained networks.
@@ -73,14 +74,6 @@ pub enum ZooCmd {
         #[arg(short, long = "output", visible_alias = "npz", value_name = "FILE")]
         npz: PathBuf,
     },
-}
-
-fn lift(e: zoo::Error) -> anyhow::Error {
-    if e.is_bad_input() {
-        bad_input(e.to_string())
-    } else {
-        anyhow::Error::new(e)
-    }
 }
 
 fn parse_shard(s: &str) -> anyhow::Result<(usize, usize)> {

@@ -325,6 +325,20 @@ fn lora_extract_then_merge_on_the_command_line() {
     assert!(err.contains("input_layernorm.weight changed"), "{err}");
     assert!(d.path().join("ad/adapter_model.safetensors").is_file());
     assert!(d.path().join("ad/adapter_config.json").is_file());
+    #[cfg(unix)]
+    {
+        // The adapter folder has mkdir's permissions, not the temp folder's 0700.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir(d.path().join("plain_dir")).unwrap();
+        let mode = |f: &str| {
+            std::fs::metadata(d.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("ad"), mode("plain_dir"));
+    }
     let (rc, out, err) = ws(&[
         "lora",
         "merge",

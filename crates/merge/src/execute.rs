@@ -255,35 +255,72 @@ fn tokenizer_files(plan: &Plan) -> Result<Vec<(String, Vec<u8>)>> {
     Ok(side)
 }
 
-/// Renames the finished temporary folder `tmp` (in `parent`) to `out_dir`, replacing an
-/// existing `out_dir` (already checked to be empty or allowed to be replaced); on failure the
-/// temporary folder is removed.
-pub(crate) fn move_into_place(
-    tmp: tempfile::TempDir,
-    parent: &Path,
-    leaf: &str,
-    out_dir: &Path,
-) -> Result<()> {
-    let tmp_path = tmp.keep();
-    let replace = || -> std::io::Result<()> {
-        if out_dir.exists() {
-            let trash = parent.join(format!(".{leaf}.old-{}", std::process::id()));
-            std::fs::rename(out_dir, &trash)?;
-            std::fs::rename(&tmp_path, out_dir)?;
-            std::fs::remove_dir_all(&trash)?;
-        } else {
-            std::fs::rename(&tmp_path, out_dir)?;
+/// A hidden temp folder beside the output folder (`.<leaf>.XXXX.partial`) in which the output
+/// is built, then renamed into place by [`PartialDir::finish`]; dropped unfinished, it is
+/// removed. The finished folder gets what `mkdir` gives (0777 less the umask), not a temp
+/// folder's 0700.
+pub(crate) struct PartialDir {
+    dir: tempfile::TempDir,
+    parent: PathBuf,
+    leaf: String,
+}
+
+impl PartialDir {
+    /// Starts a folder for `out_dir` (its parent is created).
+    pub(crate) fn new(out_dir: &Path, default_leaf: &str) -> Result<PartialDir> {
+        let parent = match out_dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(|e| Error::fs(&parent, e))?;
+        let leaf = out_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| default_leaf.into());
+        let prefix = format!(".{leaf}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".partial");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o777));
         }
-        if let Ok(d) = std::fs::File::open(parent) {
-            let _ = d.sync_all();
+        let dir = builder
+            .tempdir_in(&parent)
+            .map_err(|e| Error::fs(&parent, e))?;
+        Ok(PartialDir { dir, parent, leaf })
+    }
+
+    /// The folder to write into.
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Renames the finished folder to `out_dir`, replacing an existing `out_dir` (already
+    /// checked to be empty or allowed to be replaced); on failure the folder is removed.
+    pub(crate) fn finish(self, out_dir: &Path) -> Result<()> {
+        let (parent, leaf) = (self.parent, self.leaf);
+        let tmp_path = self.dir.keep();
+        let replace = || -> std::io::Result<()> {
+            if out_dir.exists() {
+                let trash = parent.join(format!(".{leaf}.old-{}", std::process::id()));
+                std::fs::rename(out_dir, &trash)?;
+                std::fs::rename(&tmp_path, out_dir)?;
+                std::fs::remove_dir_all(&trash)?;
+            } else {
+                std::fs::rename(&tmp_path, out_dir)?;
+            }
+            if let Ok(d) = std::fs::File::open(&parent) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        };
+        if let Err(e) = replace() {
+            let _ = std::fs::remove_dir_all(&tmp_path);
+            return Err(Error::fs(out_dir, e));
         }
         Ok(())
-    };
-    if let Err(e) = replace() {
-        let _ = std::fs::remove_dir_all(&tmp_path);
-        return Err(Error::fs(out_dir, e));
     }
-    Ok(())
 }
 
 /// Each planned model's `weightspace hash` model hash (BLAKE3 over each tensor's name and
@@ -437,27 +474,7 @@ pub fn execute(
         "mergekit_config.yml".into(),
         plan.config.text.clone().into_bytes(),
     ));
-    let parent = match out_dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(|e| Error::fs(&parent, e))?;
-    let leaf = out_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "merged".into());
-    let prefix = format!(".{leaf}.");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".partial");
-    // The finished folder gets what `mkdir` gives (0777 less the umask), not a temp dir's 0700.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o777));
-    }
-    let tmp = builder
-        .tempdir_in(&parent)
-        .map_err(|e| Error::fs(&parent, e))?;
+    let tmp = PartialDir::new(out_dir, "merged")?;
     tracing::info!(
         method = %plan.method,
         tensors = plan.tensors.len(),
@@ -507,7 +524,7 @@ pub fn execute(
         weightspace_io::write_atomic(&tmp.path().join(name), bytes)?;
         files.push(name.clone());
     }
-    move_into_place(tmp, &parent, &leaf, out_dir)?;
+    tmp.finish(out_dir)?;
     Ok(Summary {
         out_dir: out_dir.to_path_buf(),
         files,

@@ -751,20 +751,7 @@ pub fn extract(
         ("format".to_string(), "pt".to_string()),
         ("weightspace.kind".to_string(), "lora_extracted".to_string()),
     ]);
-    let parent = match out_dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(|e| Error::fs(&parent, e))?;
-    let leaf = out_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "adapter".into());
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{leaf}."))
-        .suffix(".partial")
-        .tempdir_in(&parent)
-        .map_err(|e| Error::fs(&parent, e))?;
+    let tmp = crate::execute::PartialDir::new(out_dir, "adapter")?;
     weightspace_io::write_safetensors(
         &tmp.path().join("adapter_model.safetensors"),
         &infos,
@@ -788,7 +775,7 @@ pub fn extract(
         "adapter_config.json".into(),
         "README.md".into(),
     ];
-    crate::execute::move_into_place(tmp, &parent, &leaf, out_dir)?;
+    tmp.finish(out_dir)?;
     Ok(report)
 }
 
