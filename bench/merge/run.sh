@@ -55,7 +55,7 @@ ROWS="$WORK/results.md"
 } > "$ROWS"
 for method in ${METHODS:-linear ties dare_ties}; do
   rm -rf "$WORK/out-ws-$method" "$WORK/out-np-$method" "$WORK/out-mk-$method"
-  ws=$(measure "$WS" merge "$WORK/$method.yaml" "$WORK/out-ws-$method" --quiet)
+  ws=$(measure "$WS" merge "$WORK/$method.yaml" -o "$WORK/out-ws-$method" --quiet)
   np=$(measure "$PY" "$HERE/numpy_ref.py" "$WORK/$method.yaml" "$WORK/out-np-$method")
   mk="n/a"; mkrow="not installed"; mkx="–"; mkc="–"
   if [ -n "$MERGEKIT" ]; then

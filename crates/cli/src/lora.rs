@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use serde_json::json;
-use weightspace_io::{Checkpoint, DType};
+use weightspace_io::DType;
 use weightspace_merge::config::parse_dtype;
 use weightspace_merge::lora;
 
@@ -39,15 +39,21 @@ pub enum Cmd {
         base: PathBuf,
         /// The adapter folder (adapter_model.safetensors or .bin, adapter_config.json).
         adapter: PathBuf,
-        /// Output `.safetensors` file, or an existing folder (model.safetensors inside).
+        /// Output `.safetensors` file, or an existing folder (model.safetensors inside); never
+        /// an input, nor an existing file without --overwrite.
         #[arg(short, long)]
         output: PathBuf,
+        /// Replace an existing output file.
+        #[arg(long)]
+        overwrite: bool,
         /// Shard the output when it exceeds this size (e.g. 5GB).
         #[arg(long, value_name = "SIZE")]
         max_shard_size: Option<String>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        open: crate::open::OpenArgs,
     },
     /// Extract a rank-r adapter from FINETUNED − BASE, as mergekit-extract-lora.
     ///
@@ -90,6 +96,8 @@ pub enum Cmd {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        open: crate::open::OpenArgs,
     },
 }
 
@@ -100,17 +108,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             base,
             adapter,
             output,
+            overwrite,
             max_shard_size,
             json,
+            open,
         } => {
-            let b = Checkpoint::open(&base)?;
-            let r = lora::merge_adapter(
-                &b,
-                &adapter,
-                &output_file(&output),
-                shard_size(max_shard_size.as_deref())?,
-            )
-            .map_err(lift)?;
+            let out = output_file(&output);
+            crate::exit::check_safetensors_output(&out, &[&base, &adapter], overwrite)?;
+            let b = open.open(&base)?;
+            let r = lora::merge_adapter(&b, &adapter, &out, shard_size(max_shard_size.as_deref())?)
+                .map_err(lift)?;
             if json {
                 println!(
                     "{}",
@@ -149,14 +156,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             fan_in_fan_out,
             overwrite,
             json,
+            open,
         } => {
             let dtype: DType = parse_dtype(&dtype).ok_or_else(|| {
                 bad_input(format!(
                     "--dtype {dtype}: expected float32, float16, bfloat16 or float64"
                 ))
             })?;
-            let b = Checkpoint::open(&base)?;
-            let f = Checkpoint::open(&finetuned)?;
+            let b = open.open(&base)?;
+            let f = open.open(&finetuned)?;
             let pb = progress::bar(f.len() as u64, "extracting");
             let r = lora::extract(
                 &b,

@@ -65,8 +65,8 @@ pub enum ZooCmd {
     /// column (`d = np.load(F); d["weights"], d["test_accuracy"]`). Checkpoints from other
     /// tools contribute every tensor but BatchNorm buffers, in file order.
     #[command(after_help = "Examples:
-  weightspace zoo export tiny-zoo -o tiny.npz
-  python -c 'import numpy as np; d = np.load(\"tiny.npz\"); print(d[\"weights\"].shape)'")]
+  weightspace zoo export tiny-zoo -o tiny.npz      # then np.load(\"tiny.npz\")[\"weights\"]
+  weightspace zoo export other-tool-zoo/ -o other.npz")]
     Export {
         /// Zoo folder.
         dir: PathBuf,

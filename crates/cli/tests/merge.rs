@@ -352,6 +352,19 @@ fn lora_extract_then_merge_on_the_command_line() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     // 12 LoRA-adapted weights and the two embeddings saved whole.
     assert_eq!(v["changed"].as_array().unwrap().len(), 14, "{out}");
+    // The output exists now: refused without --overwrite; never the base itself; never a
+    // name that says another format.
+    for (o, want) in [
+        (p("m.safetensors"), "--overwrite"),
+        (base.clone(), "input"),
+        (p("m.bin"), "writes safetensors"),
+    ] {
+        let (rc, _, err) = ws(&["lora", "merge", &base, &p("ad"), "-o", &o, "--overwrite"]
+            [..if want == "--overwrite" { 6 } else { 7 }]);
+        assert_eq!(rc, 2, "{o}: {err}");
+        assert!(err.contains(want), "{o}: {err}");
+    }
+    assert!(!d.path().join("m.bin").exists());
     // An adapter whose targets the base lacks: exit 2, naming them, nothing written.
     let gpt2 = format!(
         "{}/../merge/tests/fixtures/lora/gpt2_adapter",

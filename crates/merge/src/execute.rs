@@ -360,13 +360,19 @@ pub fn model_card(plan: &Plan, out_dir: &Path, hashes: &[String]) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "merged".into());
-    // Hugging Face ids only (a local path means nothing on the Hub).
+    // Hugging Face ids only: models the plan found in the Hugging Face cache
+    // (`…/models--org--name/snapshots/…`). A local path (even one shaped like `org/name`,
+    // resolved beside the config) means nothing on the Hub.
     let hub: Vec<&str> = plan
         .models
         .iter()
+        .filter(|m| {
+            m.name.matches('/').count() == 1
+                && m.path
+                    .to_string_lossy()
+                    .contains(&format!("models--{}", m.name.replace('/', "--")))
+        })
         .map(|m| m.name.as_str())
-        .filter(|n| n.matches('/').count() == 1 && !n.starts_with(['.', '/', '~']))
-        .filter(|n| !Path::new(n).exists())
         .collect();
     let mut s = String::from("---\n");
     if !hub.is_empty() {

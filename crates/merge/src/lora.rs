@@ -626,6 +626,17 @@ pub fn extract(
         let (x, y) = (read(ft)?, read(base)?);
         // The difference in f32, as mergekit (and `taskvec extract`) forms it.
         let d: Vec<f32> = x.iter().zip(&y).map(|(a, b)| a - b).collect();
+        if let Some(p) = d.iter().position(|v| !v.is_finite()) {
+            // No factorisation (and no energy share) of a NaN or infinite difference means
+            // anything: refuse instead of reporting one.
+            return Err(Error::Tensor {
+                tensor: i.name.clone(),
+                msg: format!(
+                    "the difference is not finite at element {p} (fine-tuned {}, base {})",
+                    x[p], y[p]
+                ),
+            });
+        }
         if d.iter().all(|v| *v == 0.0) {
             if i.shape.len() == 2 {
                 report.unchanged += 1;
@@ -700,7 +711,7 @@ pub fn extract(
             module: module.to_string(),
             shape: i.shape.clone(),
             rank: k,
-            energy: if all > 0.0 { kept / all } else { 1.0 },
+            energy: if all == 0.0 { 1.0 } else { kept / all },
             singular_values: (0..k).map(|j| s[j]).collect(),
         });
     }

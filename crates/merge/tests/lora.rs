@@ -350,3 +350,41 @@ fn extracting_a_merged_lora_recovers_it() {
         }
     }
 }
+
+/// A difference with a NaN or an infinity has no factorisation and no energy share: refused,
+/// naming the tensor (it was reported as "100% energy kept").
+#[test]
+fn non_finite_differences_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let w: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
+    let mut bad = w.clone();
+    bad[5] = f32::NAN;
+    let (pb, pf) = (
+        d.path().join("b.safetensors"),
+        d.path().join("f.safetensors"),
+    );
+    weightspace_io::write_f32_safetensors(
+        &pb,
+        &[("m.q_proj.weight", vec![8, 8], w)],
+        &Default::default(),
+    )
+    .unwrap();
+    weightspace_io::write_f32_safetensors(
+        &pf,
+        &[("m.q_proj.weight", vec![8, 8], bad)],
+        &Default::default(),
+    )
+    .unwrap();
+    let (base, ft) = (
+        Checkpoint::open(&pb).unwrap(),
+        Checkpoint::open(&pf).unwrap(),
+    );
+    let out = d.path().join("ad");
+    let e = extract(&base, &ft, &out, &opts(2), |_, _| {}).unwrap_err();
+    assert!(e.is_bad_input(), "{e}");
+    assert!(
+        e.to_string().contains("m.q_proj.weight") && e.to_string().contains("not finite"),
+        "{e}"
+    );
+    assert!(!out.exists());
+}

@@ -278,6 +278,15 @@ fn tokenizer_and_config_are_copied_from_model_folders() {
         out.join("model.safetensors.index.json").exists(),
         "sharded at 2 kB"
     );
+    // The card's front matter names the Hub id found in the cache, and no local path.
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    let front = card.split("\n---\n").next().unwrap();
+    assert!(front.contains("base_model:\n- org/tiny\n"), "{front}");
+    assert_eq!(
+        front.matches("\n- ").count(),
+        3,
+        "org/tiny and two tags: {front}"
+    );
     let merged = Checkpoint::open(&out).unwrap();
     assert!(merged.contains("model.layers.3.mlp.up_proj.weight"));
     let a = Checkpoint::open(A).unwrap();

@@ -327,16 +327,46 @@ pub fn spec_for_checkpoint(
                 });
             }
         }
-        spec.groups.extend(f.groups);
-        // What the file declares is proven: its groups, and the tensors it says to leave alone.
-        let declared: std::collections::HashSet<&str> = spec
+        // What the file declares is proven: the tensors it says to leave alone, and a tensor its
+        // own groups move on *every* axis that has a permuted group's size (a group on one axis
+        // says nothing about another: an LSTM's hidden units on axis 0 do not vouch for the conv
+        // channels it reads on axis 1).
+        let sizes: Vec<usize> = spec
             .groups
             .iter()
-            .flat_map(|g| g.members.iter().map(|m| m.tensor.as_str()))
-            .chain(f.exclude.iter().map(String::as_str))
+            .chain(&f.groups)
+            .map(|g| g.size)
+            .filter(|&n| n > 1)
             .collect();
-        spec.unproven
-            .retain(|u| u.kind != UnprovenKind::Consumer || !declared.contains(u.tensor.as_str()));
+        let moved: std::collections::HashSet<(&str, usize)> = f
+            .groups
+            .iter()
+            .flat_map(|g| g.members.iter().map(|m| (m.tensor.as_str(), m.axis)))
+            .collect();
+        let settled = |tensor: &str| -> bool {
+            if f.exclude.iter().any(|t| t == tensor) {
+                return true;
+            }
+            let Some(t) = spec.tensors.iter().find(|t| t.name == tensor) else {
+                return false;
+            };
+            let mut axes = t
+                .shape
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| sizes.contains(n))
+                .map(|(ax, _)| ax)
+                .peekable();
+            axes.peek().is_some() && axes.all(|ax| moved.contains(&(tensor, ax)))
+        };
+        let keep: Vec<bool> = spec
+            .unproven
+            .iter()
+            .map(|u| u.kind != UnprovenKind::Consumer || !settled(&u.tensor))
+            .collect();
+        let mut k = keep.into_iter();
+        spec.unproven.retain(|_| k.next().unwrap_or(true));
+        spec.groups.extend(f.groups);
         if f.replace {
             spec.excluded.retain(|e| {
                 spec.groups

@@ -249,6 +249,16 @@ fn silero_lstm_reading_conv4_is_refused_by_name() {
     .unwrap();
     let s = spec_for_checkpoint(&ck, &m, Some(&f)).unwrap();
     s.require_proven(false).unwrap();
+    // A group that moves the LSTM on one axis (its 128 hidden units, axis 1 of weight_hh)
+    // vouches for nothing on the other axes: weight_ih still reads conv4's channels on axis 1.
+    std::fs::write(
+        &f,
+        "[[groups]]\nname = \"lstm_hidden\"\nkind = \"hidden\"\nsize = 128\nscaling = \"none\"\nmembers = [{ tensor = \"lstm_cell.weight_hh\", axis = 1 }, { tensor = \"lstm_cell.weight_ih\", axis = 0, repeats = 4, stride = 128 }]\n",
+    )
+    .unwrap();
+    let s = spec_for_checkpoint(&ck, &m, Some(&f)).unwrap();
+    let e = s.require_proven(false).unwrap_err().to_string();
+    assert!(e.contains("`lstm_cell.weight_ih`"), "{e}");
     std::fs::write(
         &f,
         "replace = true\n[[groups]]\nname = \"c1\"\nkind = \"hidden\"\nsize = 128\nscaling = \"none\"\nmembers = [{ tensor = \"conv1.weight\", axis = 0 }, { tensor = \"conv1.bias\", axis = 0 }, { tensor = \"conv2.weight\", axis = 1 }]\n",

@@ -629,7 +629,9 @@ impl Catalog {
         use std::collections::HashMap;
         let has_epoch = self.column("epoch").is_some();
         let mut states: HashMap<(&str, i64), usize> = HashMap::new();
-        let mut files: HashMap<&str, usize> = HashMap::new();
+        // Files by their path without `.` components: `a.safetensors` and `./a.safetensors` are
+        // one file (two models on one file could land on both sides of a train/test split).
+        let mut files: HashMap<std::path::PathBuf, usize> = HashMap::new();
         for (row, r) in self.rows.iter().enumerate() {
             let id = r.get("model_id").and_then(Value::as_str);
             let null = |column: &str| CatalogProblem::Null {
@@ -678,7 +680,11 @@ impl Catalog {
                     second: row,
                 });
             }
-            if let Some(first) = files.insert(file, row) {
+            let key: std::path::PathBuf = std::path::Path::new(file)
+                .components()
+                .filter(|c| !matches!(c, std::path::Component::CurDir))
+                .collect();
+            if let Some(first) = files.insert(key, row) {
                 return Err(CatalogProblem::DuplicateFile {
                     file: file.into(),
                     first,

@@ -137,3 +137,28 @@ fn errors_name_the_problem() {
         "{e}"
     );
 }
+
+/// One file named two ways (`weights/m0.safetensors`, `./weights/m0.safetensors`) is one file:
+/// two models on it could sit on both sides of a train/test split.
+#[test]
+fn one_file_spelled_two_ways_is_a_duplicate() {
+    let d = tempfile::tempdir().unwrap();
+    let mut cols = foreign::make_models(d.path(), 3);
+    if let foreign::Data::Str(files) = &mut cols[1].data {
+        files[2] = Some("./weights/m0.safetensors".into());
+    } else {
+        panic!("file column is text");
+    }
+    foreign::write_catalog(&d.path().join("catalog.parquet"), &cols);
+    let e = Catalog::open(d.path()).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            Error::BadCatalog {
+                problem: CatalogProblem::DuplicateFile { .. },
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
