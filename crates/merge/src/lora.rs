@@ -596,28 +596,7 @@ pub fn extract(
         if !i.dtype.is_float() {
             continue;
         }
-        let Some(b) = base.info(&i.name) else {
-            return Err(Error::Tensor {
-                tensor: i.name.clone(),
-                msg: format!(
-                    "in {} but not in the base {}",
-                    ft.path().display(),
-                    base.path().display()
-                ),
-            });
-        };
-        if b.shape != i.shape {
-            return Err(Error::Tensor {
-                tensor: i.name.clone(),
-                msg: format!(
-                    "shape {:?} in {} but {:?} in the base {}",
-                    i.shape,
-                    ft.path().display(),
-                    b.shape,
-                    base.path().display()
-                ),
-            });
-        }
+        crate::taskvec::same_in_base(base, ft, i)?;
         let read = |ck: &Checkpoint| -> Result<Vec<f32>> {
             ck.tensor(&i.name)?.to_f32().map_err(|k| {
                 Error::Io(weightspace_io::Error::new(ck.path(), k).with_tensor(&i.name))

@@ -37,6 +37,32 @@ fn out_float(d: DType) -> DType {
     }
 }
 
+/// Checks that tensor `i` of the fine-tune `ft` is in `base` with the same shape (a difference
+/// needs both): an error naming the tensor and both files otherwise.
+pub(crate) fn same_in_base(base: &Checkpoint, ft: &Checkpoint, i: &TensorInfo) -> Result<()> {
+    match base.info(&i.name) {
+        None => Err(Error::Tensor {
+            tensor: i.name.clone(),
+            msg: format!(
+                "in {} but not in the base {}",
+                ft.path().display(),
+                base.path().display()
+            ),
+        }),
+        Some(b) if b.shape != i.shape => Err(Error::Tensor {
+            tensor: i.name.clone(),
+            msg: format!(
+                "shape {:?} in {} but {:?} in the base {}",
+                i.shape,
+                ft.path().display(),
+                b.shape,
+                base.path().display()
+            ),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
 /// `taskvec extract`: writes `ft − base` for every float tensor of `ft` (in `ft`'s order) to
 /// `out`, in `dtype` (default f32: a difference stored in bf16 loses most of its bits).
 /// Every float tensor of `ft` must exist in `base` with the same shape; non-float tensors are
@@ -57,28 +83,7 @@ pub fn extract(
                 .push((i.name.clone(), format!("{} is not a float tensor", i.dtype)));
             continue;
         }
-        let Some(b) = base.info(&i.name) else {
-            return Err(Error::Tensor {
-                tensor: i.name.clone(),
-                msg: format!(
-                    "in {} but not in the base {}",
-                    ft.path().display(),
-                    base.path().display()
-                ),
-            });
-        };
-        if b.shape != i.shape {
-            return Err(Error::Tensor {
-                tensor: i.name.clone(),
-                msg: format!(
-                    "shape {:?} in {} but {:?} in the base {}",
-                    i.shape,
-                    ft.path().display(),
-                    b.shape,
-                    base.path().display()
-                ),
-            });
-        }
+        same_in_base(base, ft, i)?;
         infos.push(TensorInfo {
             name: i.name.clone(),
             dtype: dtype.unwrap_or(DType::F32),
