@@ -3,36 +3,17 @@
 //! `bert_tiny.onnx` (a small BERT-like encoder exported by `torch.onnx.export`) and
 //! `bert_tiny.safetensors` (its state_dict), made by `crates/io/tests/fixtures/onnx/make_fixtures.py`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+use common::{json_of, run};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_weightspace");
 
 fn io_fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../io/tests/fixtures/onnx")
         .join(name)
-}
-
-fn run(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run weightspace")
-}
-
-fn json_of(args: &[&std::ffi::OsStr]) -> Value {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "{:?}: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 #[test]

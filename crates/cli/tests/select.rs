@@ -3,12 +3,12 @@
 //! Inputs are the io crate's fixtures: `onnx/bert_tiny.onnx` and its source
 //! `onnx/bert_tiny.safetensors`, `pytorch/training.pt` and `pytorch/two_models.pt`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+use common::{json_of, run};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_weightspace");
 
 fn io_fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -20,25 +20,6 @@ fn pt_fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../io/tests/fixtures/pytorch")
         .join(name)
-}
-
-fn run(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run weightspace")
-}
-
-fn json_of(args: &[&std::ffi::OsStr]) -> Value {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "{:?}: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 /// `bert_tiny.safetensors` with every name under `bert.` (written by `convert --rename`, which
