@@ -478,6 +478,23 @@ impl<'a> Deriver<'a> {
 
     // ---------------------------------------------------------------- transformers
 
+    /// The head split of separate q/k/v projections (see [`Self::heads`]); while it is unknown
+    /// the projections' biases are left out (their within-head dimensions cannot be permuted).
+    fn qkv_heads(&mut self, q: &str, k: &str, v: &str) -> Result<Option<(usize, usize, usize)>> {
+        let qo = self.shape(&format!("{q}.weight"))?[0];
+        let ko = self.shape(&format!("{k}.weight"))?[0];
+        let heads = self.heads(&format!("{q}.weight"), qo, ko);
+        if heads.is_none() {
+            for t in [q, k, v] {
+                self.exclude(
+                    &format!("{t}.bias"),
+                    "attention projection output (within-head dimensions): not permuted while the head count is unknown",
+                );
+            }
+        }
+        Ok(heads)
+    }
+
     /// Heads and head dimension from facts and the query projection's output width. `query`
     /// names the query weight; when the heads are unknown or do not fit, it is recorded as
     /// [`UnprovenKind::Heads`] (once) and `None` returned.
@@ -594,17 +611,7 @@ impl<'a> Deriver<'a> {
             let sc = self.facts.activation_scaling();
             self.push_group(format!("layer.{i}.mlp"), GroupKind::Hidden, ff, sc, m);
             // Heads.
-            let qo = self.shape(&format!("{q}.weight"))?[0];
-            let ko = self.shape(&format!("{k}.weight"))?[0];
-            let heads = self.heads(&format!("{q}.weight"), qo, ko);
-            if heads.is_none() {
-                for t in [&q, &k, &v] {
-                    self.exclude(
-                        &format!("{t}.bias"),
-                        "attention projection output (within-head dimensions): not permuted while the head count is unknown",
-                    );
-                }
-            }
+            let heads = self.qkv_heads(&q, &k, &v)?;
             if let Some((h, _, d)) = heads {
                 let mut m = Vec::new();
                 for t in [&q, &k, &v] {
@@ -857,17 +864,7 @@ impl<'a> Deriver<'a> {
                 Scaling::Any,
                 m,
             );
-            let qo = self.shape(&format!("{q}.weight"))?[0];
-            let ko = self.shape(&format!("{k}.weight"))?[0];
-            let heads = self.heads(&format!("{q}.weight"), qo, ko);
-            if heads.is_none() {
-                for t in [&q, &k, &v] {
-                    self.exclude(
-                        &format!("{t}.bias"),
-                        "attention projection output (within-head dimensions): not permuted while the head count is unknown",
-                    );
-                }
-            }
+            let heads = self.qkv_heads(&q, &k, &v)?;
             if let Some((h, kv, d)) = heads {
                 let rep = h / kv;
                 let mut m = Vec::new();
